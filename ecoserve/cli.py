@@ -1,0 +1,14 @@
+"""The `ecoserve` command line. Each subcommand lives next to the code it drives."""
+
+import click
+
+from ecoserve.predictor.cli import predictor
+
+
+@click.group()
+@click.version_option(package_name="ecoserve")
+def main() -> None:
+    """EcoServe: LLM serving that fills compute and KV cache every iteration."""
+
+
+main.add_command(predictor)

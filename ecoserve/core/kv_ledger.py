@@ -1,0 +1,184 @@
+"""KV-cache block accounting for one worker: allocations, written blocks and loans.
+
+The ledger counts blocks; it does not place them. A worker maps each request's blocks to physical
+pages itself, and the ledger's invariants guarantee that those pages exist:
+
+* physical: the blocks allocated to requests never exceed the capacity;
+* room: a request never writes more blocks than it may use (its own, minus what it lent out, plus
+  what it borrowed), so a lender never needs a block that is still lent out;
+* conservation: free + allocated == capacity.
+
+A loan is a slice of a lender's reserved-but-unwritten tail that a borrower writes into (KVC
+pipelining). When the lender is released first, the slice becomes the borrower's own allocation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class LedgerError(RuntimeError):
+    """An operation that would break a ledger invariant; the ledger is left unchanged."""
+
+
+@dataclass(slots=True)
+class Account:
+    """One request's blocks on one worker."""
+
+    own: int = 0  # allocated to it (counts against capacity)
+    held: int = 0  # written with KV
+    lent: int = 0  # of `own`, lent to borrowers
+    borrowed: dict[int, int] = field(default_factory=dict)  # lender id -> blocks
+
+    @property
+    def borrowed_total(self) -> int:
+        return sum(self.borrowed.values())
+
+    @property
+    def room(self) -> int:
+        """Blocks this request may write."""
+        return self.own - self.lent + self.borrowed_total
+
+    @property
+    def unwritten(self) -> int:
+        return self.room - self.held
+
+
+class KVLedger:
+    """In-memory ledger. The Redis ledger implements the same methods."""
+
+    def __init__(self, capacity: int, block_size: int = 16) -> None:
+        if capacity <= 0 or block_size <= 0:
+            raise ValueError("capacity and block_size must be positive")
+        self.capacity = capacity
+        self.block_size = block_size
+        self.free = capacity
+        self._accounts: dict[int, Account] = {}
+        # lender id -> {borrower id: blocks}; the mirror of Account.borrowed.
+        self._loans: dict[int, dict[int, int]] = {}
+
+    # --- queries ---------------------------------------------------------------------------
+
+    @property
+    def used(self) -> int:
+        return self.capacity - self.free
+
+    def account(self, rid: int) -> Account:
+        return self._accounts.get(rid) or Account()
+
+    def has(self, rid: int) -> bool:
+        return rid in self._accounts
+
+    def held(self, rid: int) -> int:
+        acct = self._accounts.get(rid)
+        return acct.held if acct else 0
+
+    def room(self, rid: int) -> int:
+        acct = self._accounts.get(rid)
+        return acct.room if acct else 0
+
+    def loans_of(self, lender: int) -> dict[int, int]:
+        return dict(self._loans.get(lender, {}))
+
+    def lenders(self) -> list[int]:
+        return list(self._loans)
+
+    def written_blocks(self) -> int:
+        return sum(a.held for a in self._accounts.values())
+
+    # --- operations ------------------------------------------------------------------------
+
+    def allocate(self, rid: int, blocks: int) -> bool:
+        """Give `rid` `blocks` more blocks of its own; False (and no change) if they are not free."""
+        if blocks < 0:
+            raise LedgerError(f"negative allocation {blocks} for request {rid}")
+        if blocks > self.free:
+            return False
+        acct = self._accounts.setdefault(rid, Account())
+        acct.own += blocks
+        self.free -= blocks
+        return True
+
+    def write(self, rid: int, tokens: int) -> None:
+        """Record that `rid` has KV for `tokens` tokens."""
+        acct = self._accounts.get(rid)
+        need = -(-tokens // self.block_size)
+        room = acct.room if acct else 0
+        if need > room:
+            raise LedgerError(f"request {rid} needs {need} blocks but may write {room}")
+        if acct is None:
+            acct = self._accounts.setdefault(rid, Account())
+        acct.held = need
+
+    def lend(self, lender: int, borrower: int, blocks: int) -> None:
+        """Lend `blocks` of the lender's unwritten tail to the borrower."""
+        if lender == borrower or blocks <= 0:
+            raise LedgerError(f"bad loan {lender}->{borrower} of {blocks} blocks")
+        la = self._accounts.get(lender)
+        if la is None or la.unwritten < blocks or la.borrowed:
+            raise LedgerError(f"request {lender} cannot lend {blocks} blocks")
+        ba = self._accounts.setdefault(borrower, Account())
+        if ba.lent:
+            raise LedgerError(f"request {borrower} lends and cannot borrow")
+        la.lent += blocks
+        ba.borrowed[lender] = ba.borrowed.get(lender, 0) + blocks
+        self._loans.setdefault(lender, {})[borrower] = ba.borrowed[lender]
+
+    def migrate(self, borrower: int) -> bool:
+        """Move a borrower onto free blocks of its own, ending its loans; False if too few are free."""
+        ba = self._accounts.get(borrower)
+        if ba is None or not ba.borrowed:
+            return True
+        need = ba.borrowed_total
+        if need > self.free:
+            return False
+        self.free -= need
+        ba.own += need
+        self._end_loans(borrower, ba)
+        return True
+
+    def release(self, rid: int) -> int:
+        """Free everything `rid` has. Blocks it lent become their borrowers' own. Returns blocks freed."""
+        acct = self._accounts.pop(rid, None)
+        if acct is None:
+            return 0
+        self._end_loans(rid, acct)
+        transferred = 0
+        for borrower, blocks in self._loans.pop(rid, {}).items():
+            ba = self._accounts[borrower]
+            del ba.borrowed[rid]
+            ba.own += blocks
+            transferred += blocks
+        freed = acct.own - transferred
+        self.free += freed
+        return freed
+
+    def _end_loans(self, borrower: int, acct: Account) -> None:
+        for lender, blocks in acct.borrowed.items():
+            self._accounts[lender].lent -= blocks
+            loans = self._loans[lender]
+            del loans[borrower]
+            if not loans:
+                del self._loans[lender]
+        acct.borrowed.clear()
+
+    # --- invariants ------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise LedgerError if any invariant is broken."""
+        own = sum(a.own for a in self._accounts.values())
+        if own + self.free != self.capacity:
+            raise LedgerError(f"blocks unaccounted: own {own} + free {self.free} != {self.capacity}")
+        if self.free < 0 or own > self.capacity:
+            raise LedgerError(f"physical usage {own} above capacity {self.capacity}")
+        for rid, a in self._accounts.items():
+            if a.held > a.room:
+                raise LedgerError(f"request {rid} holds {a.held} blocks but may use {a.room}")
+            if a.lent > a.own - a.held:
+                raise LedgerError(f"request {rid} lent blocks it has written")
+            lent = sum(self._loans.get(rid, {}).values())
+            if lent != a.lent:
+                raise LedgerError(f"request {rid} lent {a.lent} but loans say {lent}")
+            for lender, blocks in a.borrowed.items():
+                if self._loans.get(lender, {}).get(rid) != blocks:
+                    raise LedgerError(f"loan {lender}->{rid} missing from the lender's side")
