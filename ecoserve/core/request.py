@@ -59,6 +59,7 @@ class Request:
     preemptions: int = 0
     overruns: int = 0
     admitted_seq: int = -1  # admission order on its worker, for newest-first preemption
+    token_times: list[float] = field(default_factory=list)  # when each output token was sampled
 
     @property
     def num_tokens(self) -> int:

@@ -1,0 +1,85 @@
+"""Scheduling policies by name: EcoServe with its ablations, and the baselines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ecoserve.core.cost_model import CostModel
+from ecoserve.core.policies.base import Policy
+from ecoserve.core.policies.ecoserve import EcoServeConfig, EcoServePolicy
+from ecoserve.core.policies.orca import OrcaConfig, OrcaPolicy
+from ecoserve.core.policies.vllm import VllmConfig, VllmPolicy
+from ecoserve.core.policies.vllm_v0 import VllmV0Config, VllmV0Policy
+
+# Each EcoServe variant switches one mechanism off (or, for oracle, gives it the true lengths).
+ECOSERVE_VARIANTS: dict[str, dict[str, object]] = {
+    "ecoserve": {},
+    "ecoserve-no-pipelining": {"pipelining": False},
+    "ecoserve-no-rl-groups": {"rl_groups": False},
+    "ecoserve-no-kv-priority": {"kv_priority": False},
+    "ecoserve-single-queue": {"single_queue": True},
+    "ecoserve-no-reservation": {"reservation": "none"},
+    "ecoserve-point": {"reservation": "point"},
+    "ecoserve-oracle": {"reservation": "oracle"},
+    "ecoserve-no-budget": {"iteration_target": 0.0},
+}
+BASELINES = ("vllm", "vllm-budget", "vllm-v0", "orca")
+POLICY_NAMES: tuple[str, ...] = (*ECOSERVE_VARIANTS, *BASELINES, "distserve")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyOptions:
+    """Knobs shared across policies; None keeps each policy's real default."""
+
+    token_budget: int | None = None  # max_num_batched_tokens of the baselines
+    max_num_seqs: int | None = None
+    watermark: float | None = None
+    iteration_target: float = 0.09  # seconds; EcoServe's per-iteration compute budget
+
+
+def vllm_defaults(cost: CostModel) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) of vLLM's OpenAI server on this GPU."""
+    gib = cost.gpu.memory_bytes / 2**30
+    if cost.gpu.name.startswith("a100") or gib < 70:
+        return 2048, 256
+    return 8192, 1024
+
+
+def make_policy(name: str, cost: CostModel, options: PolicyOptions = PolicyOptions()) -> Policy:
+    if name in ECOSERVE_VARIANTS:
+        config = EcoServeConfig(iteration_target=options.iteration_target)
+        config = replace(config, **ECOSERVE_VARIANTS[name])  # type: ignore[arg-type]
+        if options.max_num_seqs:
+            config = replace(config, max_num_seqs=options.max_num_seqs)
+        policy: Policy = EcoServePolicy(cost, config)
+    elif name in ("vllm", "vllm-budget"):
+        tokens, seqs = vllm_defaults(cost)
+        config_v1 = VllmConfig(
+            max_num_batched_tokens=options.token_budget or tokens,
+            max_num_seqs=options.max_num_seqs or seqs,
+            watermark=options.watermark if options.watermark is not None else 0.0,
+            iteration_target=options.iteration_target if name == "vllm-budget" else 0.0,
+        )
+        policy = VllmPolicy(config_v1, cost)
+    elif name == "vllm-v0":
+        policy = VllmV0Policy(
+            VllmV0Config(
+                max_num_batched_tokens=options.token_budget or max(cost.model.max_model_len, 2048),
+                max_num_seqs=options.max_num_seqs or 256,
+                watermark=options.watermark if options.watermark is not None else 0.01,
+            )
+        )
+    elif name == "orca":
+        policy = OrcaPolicy(
+            OrcaConfig(
+                max_num_batched_tokens=options.token_budget or max(cost.model.max_model_len, 2048),
+                max_num_seqs=options.max_num_seqs or 256,
+            )
+        )
+    else:
+        raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")
+    policy.name = name
+    return policy
+
+
+__all__ = ["POLICY_NAMES", "PolicyOptions", "Policy", "make_policy", "vllm_defaults"]

@@ -1,0 +1,42 @@
+"""The policy interface: one plan per worker iteration from the queues, the ledger and the clock.
+
+A policy is pure: it reads and rearranges the worker's queues and ledger and returns a BatchPlan.
+It does no I/O, so the live scheduler and the simulator run the very same objects.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+from ecoserve.core.plan import BatchPlan
+from ecoserve.core.request import Phase, Request
+
+if TYPE_CHECKING:
+    from ecoserve.core.scheduler import WorkerScheduler
+
+
+class Policy(ABC):
+    name: str = "policy"
+
+    def enqueue(self, sched: WorkerScheduler, req: Request) -> None:
+        """A new request arrives: FCFS by default."""
+        sched.waiting.append(req)
+
+    def requeue_preempted(self, sched: WorkerScheduler, req: Request) -> None:
+        """A preempted request goes back to the head of the waiting queue (vLLM's rule)."""
+        sched.waiting.insert(0, req)
+
+    def on_prefilled(self, sched: WorkerScheduler, req: Request) -> bool:
+        """The prompt is done and the first token sampled. Returns True if it left the batch."""
+        req.phase = Phase.RUNNING
+        return False
+
+    @abstractmethod
+    def schedule(self, sched: WorkerScheduler, now: float) -> BatchPlan:
+        """Plan the next iteration, updating queues and ledger for what it admits or preempts."""
+
+
+def crosses_block(computed: int, target: int, block_size: int) -> bool:
+    """Whether writing KV up to `target` tokens needs a block beyond those holding `computed`."""
+    return -(-target // block_size) > -(-computed // block_size)

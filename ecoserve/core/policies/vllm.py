@@ -1,0 +1,98 @@
+"""vLLM V1 scheduling semantics (vllm/v1/core/sched/scheduler.py), modelled step by step.
+
+Running requests first, in admission order, each taking its pending tokens (a decode, or the next
+chunk of a prompt) under the step's token budget; blocks are allocated on demand; when one cannot
+be had the newest running request is preempted (KV freed, progress reset, back to the head of the
+waiting queue). Then, unless the step preempted, waiting requests are admitted FCFS while the whole
+prompt fits in free blocks above the watermark; admission stops at the first misfit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ecoserve.core.plan import BatchPlan
+from ecoserve.core.policies.base import Policy, crosses_block
+from ecoserve.core.request import blocks_for
+
+if TYPE_CHECKING:
+    from ecoserve.core.cost_model import CostModel
+    from ecoserve.core.scheduler import WorkerScheduler
+
+
+@dataclass(frozen=True, slots=True)
+class VllmConfig:
+    max_num_batched_tokens: int = 2048  # OpenAI server default on A100-class GPUs (8192 on H100)
+    max_num_seqs: int = 256
+    long_prefill_token_threshold: int = 0  # 0: a chunk is capped only by the budget
+    watermark: float = 0.0  # share of blocks kept free when admitting
+    reserve_full_isl: bool = True  # admit only if the whole prompt fits in free KV
+    # Not vLLM: when set, each step's token budget is also sized by the cost model to keep the
+    # iteration within this many seconds, as EcoServe does (the `vllm-budget` comparison).
+    iteration_target: float = 0.0
+
+
+class VllmPolicy(Policy):
+    name = "vllm"
+
+    def __init__(self, config: VllmConfig = VllmConfig(), cost_model: CostModel | None = None) -> None:
+        if config.iteration_target and cost_model is None:
+            raise ValueError("an iteration-time budget needs a cost model")
+        self.config = config
+        self.cost = cost_model
+
+    def schedule(self, sched: WorkerScheduler, now: float) -> BatchPlan:
+        cfg = self.config
+        ledger = sched.ledger
+        bs = ledger.block_size
+        plan = BatchPlan()
+        running = sched.running
+        budget = cfg.max_num_batched_tokens
+        if cfg.iteration_target:
+            decodes = [r.num_tokens for r in running if r.pending_tokens == 1]
+            prefill = self.cost.prefill_budget(len(decodes), sum(decodes), cfg.iteration_target)
+            budget = min(budget, len(decodes) + max(prefill, 0 if decodes else 256))
+        preempted = False
+
+        i = 0
+        while i < len(running) and budget > 0:
+            req = running[i]
+            n = min(req.pending_tokens, budget)
+            if cfg.long_prefill_token_threshold:
+                n = min(n, cfg.long_prefill_token_threshold)
+            target = req.num_computed + n
+            if crosses_block(req.num_computed, target, bs):
+                while not ledger.allocate(req.id, max(0, blocks_for(target, bs) - ledger.room(req.id))):
+                    victim = running[-1]
+                    sched.preempt(victim)
+                    plan.preempted.append(victim)
+                    preempted = True
+                    if victim is req:
+                        break
+                if preempted and plan.preempted[-1] is req:
+                    break
+                ledger.write(req.id, target)
+            plan.add(req, n)
+            budget -= n
+            i += 1
+
+        if preempted:
+            return plan
+        watermark = int(cfg.watermark * ledger.capacity)
+        waiting = sched.waiting
+        while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
+            req = waiting[0]
+            n = min(req.pending_tokens, budget)
+            if cfg.long_prefill_token_threshold:
+                n = min(n, cfg.long_prefill_token_threshold)
+            whole = blocks_for(req.num_tokens if cfg.reserve_full_isl else n, bs)
+            if whole > ledger.free - watermark:
+                break
+            ledger.allocate(req.id, blocks_for(n, bs))
+            ledger.write(req.id, n)
+            waiting.pop(0)
+            sched.admit(req)
+            plan.add(req, n)
+            budget -= n
+        return plan
