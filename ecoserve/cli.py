@@ -3,6 +3,7 @@
 import click
 
 from ecoserve.predictor.cli import predictor
+from ecoserve.sim.cli import simulate
 
 
 @click.group()
@@ -12,3 +13,4 @@ def main() -> None:
 
 
 main.add_command(predictor)
+main.add_command(simulate)

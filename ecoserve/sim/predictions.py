@@ -1,0 +1,43 @@
+"""Response-length predictions for simulated requests: oracle, noisy (measured errors) or none."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from ecoserve.core.request import Prediction
+from ecoserve.core.rl_buckets import rl_bucket
+from ecoserve.predictor.error_model import ErrorModel
+
+PredictorMode = Literal["oracle", "noisy", "none"]
+PREDICTOR_MODES: tuple[str, ...] = ("oracle", "noisy", "none")
+
+
+def make_predictions(
+    output_lens: np.ndarray,
+    mode: PredictorMode,
+    rng: np.random.Generator,
+    error_model: ErrorModel | None = None,
+    none_quantile: float = 0.9,
+) -> list[Prediction]:
+    """One prediction per true length.
+
+    noisy: the predictor's held-out (point/actual, upper/actual) pairs, resampled jointly, so the
+    simulated misprediction has the real predictor's spread and calibration.
+    none: no per-request information; everyone gets the workload's mean and upper quantile.
+    """
+    lens = np.asarray(output_lens, dtype=np.int64)
+    if mode == "oracle":
+        return [Prediction(int(n), int(n), rl_bucket(n)) for n in lens]
+    if mode == "none":
+        point = max(1, int(round(float(lens.mean()))))
+        upper = max(point, int(np.quantile(lens, none_quantile)))
+        return [Prediction(point, upper, rl_bucket(point))] * len(lens)
+    if mode == "noisy":
+        model = error_model or ErrorModel.load_default()
+        point_f, upper_f = model.sample(rng, len(lens))
+        points = np.maximum(1, np.rint(lens * point_f)).astype(np.int64)
+        uppers = np.maximum(points, np.rint(lens * upper_f)).astype(np.int64)
+        return [Prediction(int(p), int(u), rl_bucket(p)) for p, u in zip(points, uppers)]
+    raise ValueError(f"unknown predictor mode {mode!r}; choose from {', '.join(PREDICTOR_MODES)}")

@@ -1,0 +1,222 @@
+"""Discrete-event simulation of a serving cluster on a virtual clock.
+
+Entities: requests arrive, a dispatcher places them on workers, each worker runs iterations whose
+plan comes from its policy (the same objects the live scheduler runs) and whose duration comes from
+the cost model. Events: an arrival, the end of a worker's iteration, and (disaggregated serving)
+the end of a KV transfer from a prefill to a decode instance.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ecoserve.core.cost_model import CostModel
+from ecoserve.core.hardware import kv_bytes_per_token
+from ecoserve.core.plan import BatchPlan
+from ecoserve.core.request import Request
+from ecoserve.core.scheduler import SchedulerStats
+from ecoserve.metrics import RequestRecord, RunSummary, summarize
+from ecoserve.sim.cluster import ClusterConfig, SimWorker, build_workers
+from ecoserve.sim.predictions import PredictorMode, make_predictions
+from ecoserve.workload import RequestSpec
+
+_ITERATION_DONE, _HANDOFF = 0, 1
+
+
+@dataclass(slots=True)
+class SimResult:
+    records: list[RequestRecord]
+    num_requests: int
+    rejected: int  # too long for the model, or larger than a worker's whole KV cache
+    stats: SchedulerStats
+    sim_seconds: float
+    wall_seconds: float
+    sched_seconds: float
+    kv_timeline: tuple[np.ndarray, np.ndarray]  # (time, written share of KV) of worker 0
+    kv_util_mean: float  # time-weighted written share of KV, averaged over workers
+
+    def summary(self, policy: str, rate: float) -> RunSummary:
+        return summarize(
+            self.records,
+            policy,
+            rate,
+            num_requests=self.num_requests,
+            preemptions=self.stats.preemptions,
+            overruns=self.stats.overruns,
+            kv_util_mean=self.kv_util_mean,
+            sched_us_per_iter=1e6 * self.sched_seconds / max(self.stats.iterations, 1),
+            sim_speedup=self.sim_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0,
+        )
+
+
+class Simulator:
+    def __init__(self, config: ClusterConfig, seed: int = 0) -> None:
+        self.config = config
+        self.cost = CostModel.load(config.model, config.gpu, config.tp)
+        self.rng = np.random.default_rng(seed)
+        self.workers = build_workers(config, self.cost)
+        self._kv_bytes = kv_bytes_per_token(self.cost.model)
+        self._events: list[tuple[float, int, int, object]] = []
+        self._seq = itertools.count()
+        self._plans: dict[int, BatchPlan] = {}
+        self._rr = itertools.cycle(range(len(self._entry_workers())))
+        self._records: list[RequestRecord] = []
+        self._rejected = 0
+        self._sched_seconds = 0.0
+        self._kv_time = [0.0] * len(self.workers)
+        self._kv_area = [0.0] * len(self.workers)
+        self._timeline: tuple[list[float], list[float]] = ([], [])
+
+    # --- building requests -------------------------------------------------------------------
+
+    def make_requests(
+        self, specs: Sequence[RequestSpec], predictor: PredictorMode = "noisy"
+    ) -> tuple[list[Request], int]:
+        """Requests the model can serve (prompt + output within its context), and how many were not."""
+        max_len = self.cost.model.max_model_len
+        fit = [s for s in specs if s.prompt_len + s.output_len <= max_len]
+        preds = make_predictions(np.array([s.output_len for s in fit] or [1]), predictor, self.rng)
+        reqs = [
+            Request(
+                id=i,
+                arrival=s.arrival,
+                prompt_len=s.prompt_len,
+                max_tokens=max_len - s.prompt_len,
+                prediction=preds[i],
+                slo=self.config.slo,
+                output_len=s.output_len,
+            )
+            for i, s in enumerate(fit)
+        ]
+        return reqs, len(specs) - len(fit)
+
+    # --- the event loop ----------------------------------------------------------------------
+
+    def run(
+        self,
+        specs: Sequence[RequestSpec],
+        predictor: PredictorMode = "noisy",
+        progress: Callable[[int], None] | None = None,
+    ) -> SimResult:
+        requests, too_long = self.make_requests(specs, predictor)
+        wall0 = time.perf_counter()
+        now = 0.0
+        next_arrival = 0
+        done = 0
+        while next_arrival < len(requests) or self._events:
+            if next_arrival < len(requests) and (
+                not self._events or requests[next_arrival].arrival <= self._events[0][0]
+            ):
+                req = requests[next_arrival]
+                next_arrival += 1
+                now = req.arrival
+                worker = self._dispatch(self._entry_workers())
+                worker.sched.add_request(req)
+                self._start(worker, now)
+                continue
+            now, _, kind, payload = heapq.heappop(self._events)
+            if kind == _ITERATION_DONE:
+                worker = payload  # type: ignore[assignment]
+                finished = self._finish_iteration(worker, now)
+                done += finished
+                if progress and finished:
+                    progress(finished)
+                self._start(worker, now)
+            else:
+                req = payload  # type: ignore[assignment]
+                worker = self._dispatch([w for w in self.workers if w.role == "decode"])
+                worker.sched.add_request(req)
+                self._start(worker, now)
+        unfinished = sum(w.sched.num_unfinished for w in self.workers)
+        if unfinished:
+            raise RuntimeError(f"simulation ended with {unfinished} requests unfinished")
+        stats = SchedulerStats()
+        for w in self.workers:
+            for name in stats.__slots__:
+                setattr(stats, name, getattr(stats, name) + getattr(w.sched.stats, name))
+        return SimResult(
+            records=self._records,
+            num_requests=len(specs),
+            rejected=too_long + self._rejected,
+            stats=stats,
+            sim_seconds=now,
+            wall_seconds=time.perf_counter() - wall0,
+            sched_seconds=self._sched_seconds,
+            kv_timeline=(np.array(self._timeline[0]), np.array(self._timeline[1])),
+            kv_util_mean=float(
+                np.mean([a / t for a, t in zip(self._kv_area, self._kv_time) if t > 0] or [0.0])
+            ),
+        )
+
+    def _entry_workers(self) -> list[SimWorker]:
+        return [w for w in self.workers if w.role != "decode"]
+
+    def _dispatch(self, candidates: list[SimWorker]) -> SimWorker:
+        if len(candidates) == 1:
+            return candidates[0]
+        if self.config.dispatcher == "round-robin" and candidates[0].role != "decode":
+            return candidates[next(self._rr)]
+        return min(candidates, key=lambda w: (w.sched.kv_load(), w.sched.num_unfinished))
+
+    def _start(self, worker: SimWorker, now: float) -> None:
+        """Plan and launch the worker's next iteration, if it is idle and has work."""
+        sched = worker.sched
+        while not worker.busy and sched.has_work():
+            t0 = time.perf_counter()
+            plan = sched.schedule(now)
+            self._sched_seconds += time.perf_counter() - t0
+            if plan:
+                duration = self.cost.iteration_time(*plan.shape())
+                worker.busy = True
+                self._plans[worker.index] = plan
+                heapq.heappush(self._events, (now + duration, next(self._seq), _ITERATION_DONE, worker))
+                self._sample_kv(worker, now, duration)
+                return
+            if sched.running or sched.gt_queue or not sched.waiting:
+                raise RuntimeError(f"policy {sched.policy.name} planned nothing with work in the batch")
+            # Nothing runs and the head of the queue still does not fit: it never will.
+            sched.abort(sched.waiting[0].id, now, "rejected")
+            self._rejected += 1
+
+    def _finish_iteration(self, worker: SimWorker, now: float) -> int:
+        worker.busy = False
+        plan = self._plans.pop(worker.index)
+        finished = worker.sched.update(plan, now)
+        for req in finished:
+            self._records.append(_record(req))
+        if worker.role == "prefill":
+            for req in list(worker.sched.gt_queue):
+                worker.sched.detach(req)
+                delay = req.num_computed * self._kv_bytes / (self.config.link_gbytes_per_s * 1e9)
+                heapq.heappush(self._events, (now + delay, next(self._seq), _HANDOFF, req))
+        return len(finished)
+
+    def _sample_kv(self, worker: SimWorker, now: float, duration: float) -> None:
+        ledger = worker.sched.ledger
+        share = ledger.written / ledger.capacity
+        self._kv_time[worker.index] += duration
+        self._kv_area[worker.index] += share * duration
+        if worker.index == 0:
+            self._timeline[0].append(now)
+            self._timeline[1].append(share)
+
+
+def _record(req: Request) -> RequestRecord:
+    times = np.asarray(req.token_times)
+    return RequestRecord(
+        arrival=req.arrival,
+        first_token=req.first_token_time if req.first_token_time is not None else req.finish_time,
+        finish=req.finish_time if req.finish_time is not None else req.arrival,
+        prompt_len=req.prompt_len,
+        output_len=req.generated,
+        ttft_slo=req.slo.ttft,
+        tpot_slo=req.slo.tpot,
+        itl=np.diff(times),
+        preemptions=req.preemptions,
+    )
