@@ -1,0 +1,6 @@
+"""Workloads: shipped traces, length sets with Gamma arrivals, and user trace files."""
+
+from ecoserve.workload.loader import WorkloadStats, load_workload, workload_names, workload_stats
+from ecoserve.workload.spec import RequestSpec
+
+__all__ = ["RequestSpec", "WorkloadStats", "load_workload", "workload_names", "workload_stats"]

@@ -1,0 +1,118 @@
+"""Capacity: the highest request rate whose run still meets a latency criterion, by bisection."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+import numpy as np
+
+from ecoserve.metrics.records import RequestRecord, e2e_deadline
+from ecoserve.metrics.summary import RunSummary
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    """Name "slo": P99 E2E <= e2e_p99_bound; "itl": P99 ITL <= itl_p99_bound; both need slo_target.
+
+    e2e_p99_bound None means default_e2e_bound(records) of the run being judged.
+    """
+
+    name: Literal["slo", "itl"] = "slo"
+    e2e_p99_bound: float | None = None
+    itl_p99_bound: float = 0.1
+    slo_target: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.name not in ("slo", "itl"):
+            raise ValueError(f"criterion name must be 'slo' or 'itl', got {self.name!r}")
+
+
+def default_e2e_bound(records: Sequence[RequestRecord]) -> float:
+    """P99 over requests of their own E2E deadline, ttft_slo + tpot_slo * (output_len - 1)."""
+    if not records:
+        return math.nan
+    return float(np.percentile([e2e_deadline(r) for r in records], 99))
+
+
+def meets(summary: RunSummary, records: Sequence[RequestRecord], criterion: Criterion) -> bool:
+    """Whether one run meets the criterion; a run with nothing completed never does."""
+    if summary.completed == 0 or summary.slo_attainment < criterion.slo_target:
+        return False
+    if criterion.name == "itl":
+        return summary.itl_p99 <= criterion.itl_p99_bound  # NaN (unmeasured) compares False
+    bound = criterion.e2e_p99_bound
+    if bound is None:
+        bound = default_e2e_bound(records)
+    return summary.e2e_p99 <= bound
+
+
+class Probe(NamedTuple):
+    rate: float
+    summary: RunSummary
+    met: bool
+
+
+@dataclass(slots=True)
+class CapacityResult:
+    """The criterion holds at `capacity` and fails at `upper` (the bracket the search ended with).
+
+    capacity 0.0 with upper == lo: not met even at the lowest rate tried.
+    upper == inf: still met at the highest rate tried; capacity is then only a lower bound.
+    """
+
+    capacity: float
+    upper: float
+    probes: list[Probe] = field(default_factory=list)
+
+
+Evaluate = Callable[[float], tuple[RunSummary, list[RequestRecord]]]
+
+
+def find_capacity(
+    evaluate: Evaluate,
+    criterion: Criterion,
+    lo: float,
+    hi: float,
+    rel_tol: float = 0.03,
+    max_iter: int = 12,
+    progress: Callable[[Probe], None] | None = None,
+    max_expand: int = 4,
+) -> CapacityResult:
+    """Probe lo, then hi (doubling it up to max_expand times while met), then bisect.
+
+    Bisection stops when upper - capacity <= rel_tol * capacity or after max_iter probes.
+    Assumes the criterion is monotone in rate; with noisy runs the answer is the last met
+    rate of the bracket, never interpolated.
+    """
+    if not 0 < lo < hi:
+        raise ValueError(f"need 0 < lo < hi, got lo={lo}, hi={hi}")
+    probes: list[Probe] = []
+
+    def probe(rate: float) -> bool:
+        summary, records = evaluate(rate)
+        result = Probe(rate, summary, meets(summary, records, criterion))
+        probes.append(result)
+        if progress is not None:
+            progress(result)
+        return result.met
+
+    if not probe(lo):
+        return CapacityResult(0.0, lo, probes)
+    for _ in range(max_expand + 1):
+        if not probe(hi):
+            break
+        lo, hi = hi, hi * 2
+    else:
+        return CapacityResult(lo, math.inf, probes)
+    for _ in range(max_iter):
+        if hi - lo <= rel_tol * lo:
+            break
+        mid = (lo + hi) / 2
+        if probe(mid):
+            lo = mid
+        else:
+            hi = mid
+    return CapacityResult(lo, hi, probes)
