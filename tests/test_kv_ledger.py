@@ -1,25 +1,70 @@
-"""KV ledger invariants under random operation sequences, and the loan rules one by one."""
+"""KV ledger invariants under random operation sequences, and the loan rules one by one.
+
+Every test runs against both ledgers: the in-memory KVLedger and the RedisLedger, whose Redis copy
+is also reloaded and compared with the in-process state after every operation.
+"""
+
+from collections.abc import Callable
 
 import pytest
+import redis
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from redis_server import redis_client, redis_url, unique_name  # noqa: F401 (fixtures)
 
 from ecoserve.core.kv_ledger import KVLedger, LedgerError
+from ecoserve.ledger import RedisLedger
 
 RIDS = st.integers(0, 7)
+MakeLedger = Callable[..., KVLedger]
+
+
+def _state(led: KVLedger) -> tuple:
+    return (led.free, led.written, {r: (a.own, a.held, a.lent, dict(a.borrowed)) for r, a in led._accounts.items()})
+
+
+def _memory_factory(capacity: int, block_size: int = 16) -> KVLedger:
+    return KVLedger(capacity=capacity, block_size=block_size)
+
+
+class _MirroredRedisLedger(RedisLedger):
+    """Flushes after every operation and checks that Redis holds exactly the in-process state."""
+
+    def verify(self) -> None:
+        self.flush()
+        copy = RedisLedger.read(self.client, self.worker)
+        assert (copy.capacity, copy.block_size) == (self.capacity, self.block_size)
+        assert _state(copy) == _state(self)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_ledger(request: pytest.FixtureRequest) -> MakeLedger:
+    if request.param == "memory":
+        return _memory_factory
+    client = request.getfixturevalue("redis_client")
+
+    def factory(capacity: int, block_size: int = 16) -> KVLedger:
+        led = RedisLedger.create(client, unique_name("ledger-test"), capacity, block_size)
+        return _MirroredRedisLedger(client, led.worker, capacity, block_size, led.epoch)
+
+    return factory
+
+
+def _verify(led: KVLedger) -> None:
+    if isinstance(led, _MirroredRedisLedger):
+        led.verify()
 
 
 class LedgerMachine(RuleBasedStateMachine):
     """Drives the ledger with arbitrary calls; a refused call must change nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, make_ledger: MakeLedger) -> None:
         super().__init__()
-        self.ledger = KVLedger(capacity=64, block_size=4)
+        self.ledger = make_ledger(capacity=64, block_size=4)
 
     def _snapshot(self) -> tuple:
-        led = self.ledger
-        return (led.free, led.written, {r: (a.own, a.held, a.lent, dict(a.borrowed)) for r, a in led._accounts.items()})
+        return _state(self.ledger)
 
     def _refusable(self, op) -> None:
         before = self._snapshot()
@@ -40,6 +85,19 @@ class LedgerMachine(RuleBasedStateMachine):
         room = self.ledger.room(rid)
         self._refusable(lambda: self.ledger.write(rid, tokens))
         assert self.ledger.held(rid) <= max(room, 0) or not self.ledger.has(rid)
+
+    @rule(writes=st.lists(st.tuples(RIDS, st.integers(0, 200)), max_size=4))
+    def write_batch(self, writes: list[tuple[int, int]]) -> None:
+        fits = all(-(-tokens // self.ledger.block_size) <= self.ledger.room(rid) for rid, tokens in writes)
+        before = self._snapshot()
+        try:
+            self.ledger.write_batch(writes)
+        except LedgerError:
+            assert not fits and self._snapshot() == before
+        else:
+            assert fits
+            for rid, tokens in dict(writes).items():
+                assert self.ledger.held(rid) == -(-tokens // self.ledger.block_size)
 
     @rule(lender=RIDS, borrower=RIDS, blocks=st.integers(1, 20))
     def lend(self, lender: int, borrower: int, blocks: int) -> None:
@@ -65,14 +123,18 @@ class LedgerMachine(RuleBasedStateMachine):
     def invariants_hold(self) -> None:
         self.ledger.check()
         assert 0 <= self.ledger.used <= self.ledger.capacity
+        _verify(self.ledger)
 
 
-LedgerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
-TestLedgerInvariants = LedgerMachine.TestCase
+def test_ledger_invariants(make_ledger: MakeLedger) -> None:
+    run_state_machine_as_test(
+        lambda: LedgerMachine(make_ledger),
+        settings=settings(max_examples=150, stateful_step_count=40, deadline=None),
+    )
 
 
-def test_lender_cannot_write_into_lent_blocks() -> None:
-    led = KVLedger(capacity=10, block_size=16)
+def test_lender_cannot_write_into_lent_blocks(make_ledger: MakeLedger) -> None:
+    led = make_ledger(capacity=10, block_size=16)
     assert led.allocate(1, 6)
     led.write(1, 32)  # 2 blocks written, 4 unwritten
     led.lend(1, 2, 3)
@@ -81,10 +143,11 @@ def test_lender_cannot_write_into_lent_blocks() -> None:
     with pytest.raises(LedgerError):
         led.write(1, 49)  # a fourth block is lent out
     led.check()
+    _verify(led)
 
 
-def test_lender_release_gives_its_lent_blocks_to_the_borrower() -> None:
-    led = KVLedger(capacity=10, block_size=16)
+def test_lender_release_gives_its_lent_blocks_to_the_borrower(make_ledger: MakeLedger) -> None:
+    led = make_ledger(capacity=10, block_size=16)
     led.allocate(1, 6)
     led.write(1, 16)
     led.lend(1, 2, 4)
@@ -94,10 +157,11 @@ def test_lender_release_gives_its_lent_blocks_to_the_borrower() -> None:
     assert (acct.own, acct.borrowed_total, acct.held) == (4, 0, 4)
     assert led.free == 6
     led.check()
+    _verify(led)
 
 
-def test_migrate_moves_a_borrower_to_free_blocks() -> None:
-    led = KVLedger(capacity=10, block_size=16)
+def test_migrate_moves_a_borrower_to_free_blocks(make_ledger: MakeLedger) -> None:
+    led = make_ledger(capacity=10, block_size=16)
     led.allocate(1, 6)
     led.lend(1, 2, 4)
     assert not led.lenders() == []
@@ -106,10 +170,11 @@ def test_migrate_moves_a_borrower_to_free_blocks() -> None:
     assert led.lenders() == []
     assert not led.migrate(3) or led.account(3).borrowed_total == 0
     led.check()
+    _verify(led)
 
 
-def test_refusals() -> None:
-    led = KVLedger(capacity=4, block_size=16)
+def test_refusals(make_ledger: MakeLedger) -> None:
+    led = make_ledger(capacity=4, block_size=16)
     assert not led.allocate(1, 5)
     assert led.allocate(1, 4)
     with pytest.raises(LedgerError):
@@ -117,5 +182,63 @@ def test_refusals() -> None:
     led.write(1, 64)
     with pytest.raises(LedgerError):
         led.lend(1, 2, 1)  # nothing unwritten to lend
+    with pytest.raises(LedgerError):
+        led.write_batch([(1, 16), (2, 16)])  # request 2 has no room: the batch is refused whole
+    assert led.held(1) == 4
+    _verify(led)
     with pytest.raises(ValueError):
-        KVLedger(capacity=0)
+        make_ledger(capacity=0)
+
+
+# --- Redis only: reload, fencing, round trips --------------------------------------------------
+
+
+def test_reload_restores_every_account_and_takes_over(redis_client: redis.Redis) -> None:
+    name = unique_name("reload")
+    led = RedisLedger.create(redis_client, name, capacity=20, block_size=16)
+    led.allocate(1, 8)
+    led.write(1, 40)
+    led.lend(1, 2, 3)
+    led.write_batch([(2, 30), (1, 48)])
+    led.allocate(3, 2)
+    led.flush()
+    reloaded = RedisLedger.load(redis_client, name)
+    assert _state(reloaded) == _state(led)
+    assert reloaded.epoch == led.epoch + 1
+    reloaded.release(1)
+    reloaded.flush()
+    with pytest.raises(LedgerError, match="taken over"):
+        led.allocate(4, 1)
+        led.flush()  # the old owner is fenced off: nothing it stages lands
+    assert _state(RedisLedger.read(redis_client, name)) == _state(reloaded)
+
+
+def test_load_of_an_unknown_worker_fails_cleanly(redis_client: redis.Redis) -> None:
+    name = unique_name("absent")
+    with pytest.raises(LedgerError, match="no ledger"):
+        RedisLedger.load(redis_client, name)
+    assert redis_client.keys(f"*{name}*") == []
+
+
+def test_one_flush_is_one_round_trip(redis_client: redis.Redis) -> None:
+    """A batch of writes for many requests reaches Redis in a single MULTI/EXEC."""
+    led = RedisLedger.create(redis_client, unique_name("trip"), capacity=1000, block_size=16)
+    for rid in range(100):
+        led.allocate(rid, 5)
+    led.write_batch([(rid, 70) for rid in range(100)])
+    sent: list[int] = []
+    real = redis_client.connection_pool.get_connection
+    calls_before = redis_client.info("commandstats").get("cmdstat_eval", {}).get("calls", 0)
+
+    def counting(*args, **kwargs):
+        sent.append(1)
+        return real(*args, **kwargs)
+
+    redis_client.connection_pool.get_connection = counting
+    try:
+        led.flush()
+    finally:
+        redis_client.connection_pool.get_connection = real
+    assert len(sent) == 1
+    assert redis_client.info("commandstats")["cmdstat_eval"]["calls"] == calls_before + 1
+    assert RedisLedger.read(redis_client, led.worker).held(99) == 5
