@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from ecoserve.core.request import Prediction
 from ecoserve.core.rl_buckets import rl_bucket
-from ecoserve.predictor.error_model import ErrorModel
+
+if TYPE_CHECKING:
+    from ecoserve.predictor.error_model import ErrorModel
 
 PredictorMode = Literal["oracle", "noisy", "none"]
 PREDICTOR_MODES: tuple[str, ...] = ("oracle", "noisy", "none")
@@ -35,6 +37,8 @@ def make_predictions(
         upper = max(point, int(np.quantile(lens, none_quantile)))
         return [Prediction(point, upper, rl_bucket(point))] * len(lens)
     if mode == "noisy":
+        from ecoserve.predictor.error_model import ErrorModel  # reads the shipped file on first use
+
         model = error_model or ErrorModel.load_default()
         point_f, upper_f = model.sample(rng, len(lens))
         points = np.maximum(1, np.rint(lens * point_f)).astype(np.int64)

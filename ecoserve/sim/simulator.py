@@ -32,8 +32,9 @@ _ITERATION_DONE, _HANDOFF = 0, 1
 @dataclass(slots=True)
 class SimResult:
     records: list[RequestRecord]
-    num_requests: int
-    rejected: int  # too long for the model, or larger than a worker's whole KV cache
+    num_requests: int  # requests the model can serve (prompt + output within its context)
+    too_long: int  # requests left out because they exceed the model's context
+    rejected: int  # served requests refused because they exceed a worker's whole KV cache
     stats: SchedulerStats
     sim_seconds: float
     wall_seconds: float
@@ -142,8 +143,9 @@ class Simulator:
                 setattr(stats, name, getattr(stats, name) + getattr(w.sched.stats, name))
         return SimResult(
             records=self._records,
-            num_requests=len(specs),
-            rejected=too_long + self._rejected,
+            num_requests=len(requests),
+            too_long=too_long,
+            rejected=self._rejected,
             stats=stats,
             sim_seconds=now,
             wall_seconds=time.perf_counter() - wall0,

@@ -8,17 +8,22 @@ Per iteration of one worker:
    recompute is preempted.
 3. Prefilled GTs waiting to join the batch are admitted (by RL group, most KV held first) while the
    batch stays within `max_num_seqs` and the iteration-time target.
+   A GT joins with KV reserved for its predicted response length, taken from free blocks or, if
+   it will be done in time, borrowed from a running GT's reserved-but-unwritten tail (KVC
+   pipelining).
 4. The rest of the iteration's compute, sized by the cost model to keep the iteration within the
    TPOT target, goes to prompt tasks (PTs): continuing chunks first, then new prompts by least
-   slack. A new prompt is admitted with KV reserved for prompt + predicted response length, taken
-   from free blocks or, if the request will be done in time, borrowed from a running request's
-   reserved-but-unwritten tail (KVC pipelining).
+   slack. A prompt needs KV for itself only, and only from blocks that waiting GTs are not owed.
+
+Prefilling before the RL reservation is granted moves queueing from before the first token (a
+tight TTFT budget) to after it (TPOT slack, usually large). Should waiting GTs ever hold all KV
+with nothing running to free any, the one holding least is preempted.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import insort
+from bisect import bisect_right, insort
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -46,6 +51,8 @@ class EcoServeConfig:
     extension_fraction: float = 0.25  # overrun extension, as a share of the predicted RL
     loan_margin: float = 1.25  # a loan needs the lender's frontier this many times farther away
     lookahead: int = 16  # waiting prompts tried past one that does not fit
+    loan_tries: int = 4  # failed loan searches per iteration (each scans the batch)
+    slo_order: bool = True  # prompts past their TTFT deadline wait behind those still on time
 
 
 class EcoServePolicy(Policy):
@@ -63,6 +70,18 @@ class EcoServePolicy(Policy):
             return req.arrival
         p = req.prompt_len
         return req.arrival + req.slo.ttft - self.cost.iteration_time(1, p, p * p, 0, 0, 0)
+
+    def _pt_order(self, waiting: list[Request], now: float) -> list[Request]:
+        """Prompts that can still meet their TTFT first (least slack first), then the late ones.
+
+        A prompt already past its deadline gains nothing from going first, while the KV and
+        compute it takes can make an on-time one late too.
+        """
+        if self.config.single_queue or not self.config.slo_order:
+            return waiting[: self.config.lookahead + 64]
+        late = bisect_right(waiting, now, key=self._pt_key)
+        window = self.config.lookahead + 64
+        return waiting[late : late + window] + waiting[: min(late, window)]
 
     def enqueue(self, sched: WorkerScheduler, req: Request) -> None:
         insort(sched.waiting, req, key=self._pt_key)
@@ -98,6 +117,12 @@ class EcoServePolicy(Policy):
     def _reservation_blocks(self, req: Request, bs: int) -> int:
         return blocks_for(max(req.num_tokens, req.prompt_len + self._reserved_rl(req)), bs)
 
+    def _admission_blocks(self, req: Request, bs: int) -> int:
+        """KV a prompt task needs to start: its prompt, or everything with a single queue."""
+        if self.config.single_queue:
+            return self._reservation_blocks(req, bs)
+        return blocks_for(req.num_tokens, bs)
+
     # --- the iteration -----------------------------------------------------------------------
 
     def schedule(self, sched: WorkerScheduler, now: float) -> BatchPlan:
@@ -107,7 +132,14 @@ class EcoServePolicy(Policy):
         self._decodes(sched, plan)
         if sched.gt_queue:
             self._admit_gts(sched, plan)
-        self._prefills(sched, plan)
+        self._prefills(sched, plan, now)
+        while not plan and sched.gt_queue:
+            # Waiting GTs hold all the KV and nothing runs that could free some.
+            victim = min(sched.gt_queue, key=lambda r: sched.ledger.held(r.id))
+            sched.preempt(victim)
+            plan.preempted.append(victim)
+            self._admit_gts(sched, plan)
+            self._prefills(sched, plan, now)
         return plan
 
     def _reclaim_loans(self, sched: WorkerScheduler, plan: BatchPlan) -> None:
@@ -189,6 +221,7 @@ class EcoServePolicy(Policy):
             groups = [[req] for req in queue]
         seats = cfg.max_num_seqs - len(sched.running)
         admitted: set[int] = set()
+        loan_tries = cfg.loan_tries
         for group in groups:
             if seats <= 0:
                 break
@@ -199,8 +232,10 @@ class EcoServePolicy(Policy):
                 if t > cfg.iteration_target:
                     break
             for req in take:
-                # A GT whose reservation is used up joins only if one more block is free; it must
-                # not preempt anyone already planned for this iteration.
+                # Joining never preempts anyone already planned for this iteration.
+                if not self._reserve_rl(sched, req, borrow=loan_tries > 0):
+                    loan_tries -= cfg.pipelining
+                    continue
                 target = req.num_computed + 1
                 bs = ledger.block_size
                 if crosses_block(req.num_computed, target, bs):
@@ -214,6 +249,21 @@ class EcoServePolicy(Policy):
         if admitted:
             sched.gt_queue = [r for r in queue if r.id not in admitted and r.phase is Phase.WAITING_GT]
 
+    def _reserve_rl(self, sched: WorkerScheduler, req: Request, borrow: bool) -> bool:
+        """Reserve KV for a GT's predicted response, from free blocks or from a loan."""
+        ledger = sched.ledger
+        extra = self._reservation_blocks(req, ledger.block_size) - ledger.room(req.id)
+        if extra <= 0 or ledger.allocate(req.id, extra):
+            return True
+        duration = self._reserved_rl(req) - req.generated
+        return borrow and self.config.pipelining and self._borrow(sched, req, extra, duration)
+
+    def _gt_demand(self, sched: WorkerScheduler) -> int:
+        """Blocks the waiting GTs still need for their reservations."""
+        ledger = sched.ledger
+        bs = ledger.block_size
+        return sum(max(0, self._reservation_blocks(r, bs) - ledger.room(r.id)) for r in sched.gt_queue)
+
     def _prefill_budget(self, plan: BatchPlan) -> int:
         cfg = self.config
         cap = cfg.max_num_batched_tokens - plan.num_tokens
@@ -224,7 +274,7 @@ class EcoServePolicy(Policy):
             budget = max(budget, 256)  # an idle batch always makes progress on prompts
         return min(cap, budget)
 
-    def _prefills(self, sched: WorkerScheduler, plan: BatchPlan) -> None:
+    def _prefills(self, sched: WorkerScheduler, plan: BatchPlan, now: float) -> None:
         cfg = self.config
         ledger = sched.ledger
         bs = ledger.block_size
@@ -244,28 +294,19 @@ class EcoServePolicy(Policy):
                 budget -= n
         waiting = sched.waiting
         seats = cfg.max_num_seqs - len(sched.running) - len(sched.gt_queue)
-        i = misses = 0
-        borrowed = False
-        while i < len(waiting) and budget > 0 and seats > 0:
-            req = waiting[i]
-            need = self._reservation_blocks(req, bs)
+        owed = self._gt_demand(sched) if sched.gt_queue else 0
+        misses = 0
+        for req in self._pt_order(waiting, now):
+            if budget <= 0 or seats <= 0:
+                return
+            need = self._admission_blocks(req, bs)
             n = min(req.pending_tokens, budget)
-            if not ledger.allocate(req.id, need):
-                prefill_iters = -(-req.pending_tokens // max(budget, 1))
-                duration = prefill_iters + self._reserved_rl(req) - req.generated
-                if not (
-                    cfg.pipelining
-                    and not borrowed
-                    and self._reserved_rl(req) > 0
-                    and self._borrow(sched, req, need, duration)
-                ):
-                    misses += 1
-                    if cfg.single_queue or misses > cfg.lookahead:
-                        return
-                    i += 1
-                    continue
-                borrowed = True  # at most one new loan per iteration keeps the scan cheap
-            waiting.pop(i)
+            if need > ledger.free - owed or not ledger.allocate(req.id, need):
+                misses += 1
+                if cfg.single_queue or misses > cfg.lookahead:
+                    return
+                continue
+            waiting.remove(req)
             sched.admit(req)
             ledger.write(req.id, req.num_computed + n)
             plan.add(req, n)
