@@ -1,0 +1,1 @@
+"""EcoServe's gRPC services: thin shells over the `ecoserve` library."""

@@ -1,0 +1,1 @@
+"""The scheduler service: runs the core policies per worker iteration, keeps state in Redis."""

@@ -1,0 +1,272 @@
+"""The scheduler's gRPC surface: Submit, Attach, Cancel, Stats, and the workers' Connect stream.
+
+State that must survive a restart (requests, tokens, each worker's KV ledger) is in Redis; on start
+the scheduler reloads every unfinished request and queues it for recompute on the workers as they
+(re)connect. Worker engines start empty on every connection, so nothing a worker cached before a
+restart is trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import redis
+import redis.asyncio as aredis
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from ecoserve.core.cost_model import CostModel
+from ecoserve.core.policies import PolicyOptions, make_policy
+from ecoserve.core.scheduler import WorkerScheduler
+from ecoserve.ledger import RedisLedger
+from ecoserve.proto import scheduler_pb2, worker_pb2
+from services.scheduler.live import InvalidRequest, Limits, LiveRequest, from_submit
+from services.scheduler.protocol import ProtocolError, lenient, require
+from services.scheduler.session import WorkerSession
+from services.scheduler.store import RequestStore
+
+log = logging.getLogger("ecoserve.scheduler")
+SERVICE = "ecoserve.v1.Scheduler"
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    redis_url: str
+    policy: str = "ecoserve"
+    cost_model: str = "llama-2-7b"
+    gpu: str = "a100-40gb"
+    limits: Limits = Limits()
+    max_queue: int = 100_000  # unfinished requests; beyond it Submit answers RESOURCE_EXHAUSTED
+    result_timeout_s: float = 60.0
+    prefix: str = "ecoserve"
+
+
+class SchedulerService:
+    def __init__(self, config: SchedulerConfig) -> None:
+        self.config = config
+        self.cost = CostModel.load(config.cost_model, config.gpu)
+        make_policy(config.policy, self.cost)  # fail at start on an unknown policy
+        self.redis = aredis.Redis.from_url(config.redis_url)
+        self.sync_redis = redis.Redis.from_url(config.redis_url)
+        self.store = RequestStore(self.redis, config.limits, config.prefix)
+        self.live: dict[int, LiveRequest] = {}  # unfinished
+        self.recent: OrderedDict[int, LiveRequest] = OrderedDict()  # finished, for late Attach
+        self.pending: deque[LiveRequest] = deque()  # accepted, no worker yet
+        self.sessions: dict[str, WorkerSession] = {}
+        self.finished = 0
+        self._worker_ids = 0
+
+    async def restore(self) -> int:
+        """Reload unfinished requests from Redis (scheduler restart); returns how many."""
+        for req in await self.store.load_unfinished():
+            self.live[req.id] = req
+            self.pending.append(req)
+        return len(self.pending)
+
+    # --- dispatch --------------------------------------------------------------------------------
+
+    def _dispatch(self, req: LiveRequest) -> None:
+        """Least KV load first; ties go to the worker with fewer unfinished requests."""
+        if not self.sessions:
+            self.pending.append(req)
+            return
+        best = min(self.sessions.values(), key=lambda s: (s.sched.kv_load(), s.sched.num_unfinished))
+        best.add(req)
+
+    def _on_finished(self, req: LiveRequest) -> None:
+        self.live.pop(req.id, None)
+        self.recent[req.id] = req
+        while len(self.recent) > 10_000:
+            self.recent.popitem(last=False)
+        self.finished += 1
+        req.notify()
+
+    async def _persist(self, session: WorkerSession, tokens: dict[int, list[int]], finished: list[LiveRequest]) -> None:
+        """One round trip per iteration: the ledger, the new tokens, the finishes."""
+        pipe = self.redis.pipeline(transaction=True)
+        session.ledger.stage(pipe)
+        for rid, toks in tokens.items():
+            self.store.stage_tokens(pipe, rid, toks)
+        for req in finished:
+            self.store.stage_finish(pipe, req.id, req.finish_reason or "stop")
+        try:
+            await pipe.execute()
+        except redis.RedisError:
+            session.ledger.flush_failed()
+            raise
+
+    # --- client RPCs -----------------------------------------------------------------------------
+
+    async def Submit(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[scheduler_pb2.TokenEvent]:
+        submit = await _check(context, request, scheduler_pb2.SubmitRequest)
+        if len(self.live) >= self.config.max_queue:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"{len(self.live)} requests in flight; retry later")
+        try:
+            from_submit(0, submit, self.config.limits)  # validate before an id is spent
+        except InvalidRequest as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        req = from_submit(await self.store.next_id(), submit, self.config.limits)
+        await self.store.accept(req, submit)
+        self.live[req.id] = req
+        self._dispatch(req)
+        yield scheduler_pb2.TokenEvent(request_id=req.id)
+        async for event in self._events(req, 0):
+            yield event
+
+    async def Attach(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[scheduler_pb2.TokenEvent]:
+        attach = await _check(context, request, scheduler_pb2.AttachRequest)
+        rid = attach.request_id
+        req = self.live.get(rid) or self.recent.get(rid) or await self.store.load(rid)
+        if req is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no request {rid}")
+        async for event in self._events(req, attach.from_index):
+            yield event
+
+    async def _events(self, req: LiveRequest, start: int) -> AsyncIterator[scheduler_pb2.TokenEvent]:
+        sent = start
+        while True:
+            changed = req.changed()
+            for i in range(sent, len(req.output)):
+                yield scheduler_pb2.TokenEvent(request_id=req.id, has_token=True, token_id=req.output[i], index=i)
+            sent = max(sent, len(req.output))
+            if req.finished:
+                yield scheduler_pb2.TokenEvent(request_id=req.id, index=sent, finished=True,
+                                               finish_reason=req.finish_reason or "")
+                return
+            await changed.wait()
+
+    async def Cancel(self, request: Any, context: grpc.aio.ServicerContext) -> scheduler_pb2.CancelResponse:
+        rid = (await _check(context, request, scheduler_pb2.CancelRequest)).request_id
+        req = self.live.get(rid)
+        if req is None:
+            return scheduler_pb2.CancelResponse(cancelled=False)
+        if req in self.pending:
+            self.pending.remove(req)
+        else:
+            for session in self.sessions.values():
+                if session.abort(rid, "abort"):
+                    break
+        req.finish_reason = "abort"
+        pipe = self.redis.pipeline(transaction=True)
+        self.store.stage_finish(pipe, rid, "abort")
+        await pipe.execute()
+        self._on_finished(req)
+        return scheduler_pb2.CancelResponse(cancelled=True)
+
+    async def Stats(self, request: Any, context: grpc.aio.ServicerContext) -> scheduler_pb2.StatsResponse:
+        await _check(context, request, scheduler_pb2.StatsRequest)
+        workers = [
+            scheduler_pb2.WorkerStats(
+                name=s.hello.name, engine=s.hello.engine, model=s.hello.model,
+                capacity_blocks=s.ledger.capacity, used_blocks=s.ledger.used,
+                running=len(s.sched.running), waiting=len(s.sched.waiting) + len(s.sched.gt_queue),
+                iterations=s.iteration, preemptions=s.sched.stats.preemptions,
+            )
+            for s in self.sessions.values()
+        ]
+        return scheduler_pb2.StatsResponse(workers=workers, pending=len(self.pending), unfinished=len(self.live),
+                                           finished=self.finished, policy=self.config.policy)
+
+    # --- workers ---------------------------------------------------------------------------------
+
+    async def Connect(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+        session: WorkerSession | None = None
+        try:
+            session = await self._open(context)
+            await session.run(context, self._on_finished)
+        except ProtocolError as exc:
+            log.warning("worker %s: %s", session.hello.name if session else "?", exc.message)
+            await context.abort(exc.code, exc.message)
+        except ConnectionError as exc:
+            log.warning("worker %s left: %s", session.hello.name if session else "?", exc)
+        finally:
+            if session is not None:
+                self._close(session)
+
+    async def _open(self, context: grpc.aio.ServicerContext) -> WorkerSession:
+        msg = await context.read()
+        if msg is grpc.aio.EOF:
+            raise ConnectionError("stream closed before hello")
+        msg = require(msg, worker_pb2.WorkerMessage)
+        if msg.WhichOneof("kind") != "hello":
+            raise ProtocolError(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"the first message must be hello, got {msg.WhichOneof('kind')}")
+        hello = msg.hello
+        if not hello.name or hello.capacity_blocks <= 0 or hello.block_size <= 0:
+            raise ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
+                                "hello needs a name, capacity_blocks > 0 and block_size > 0")
+        if hello.name in self.sessions:
+            raise ProtocolError(grpc.StatusCode.ALREADY_EXISTS, f"worker {hello.name!r} is already connected")
+        self._worker_ids += 1
+        ledger = RedisLedger.create(self.sync_redis, hello.name, hello.capacity_blocks, hello.block_size,
+                                    self.config.prefix)
+        policy = make_policy(self.config.policy, self.cost, PolicyOptions())
+        session = WorkerSession(self._worker_ids, hello, WorkerScheduler(policy, ledger, self._worker_ids), ledger,
+                                self.live, self._persist, self.config.result_timeout_s)
+        self.sessions[hello.name] = session
+        await context.write(worker_pb2.SchedulerMessage(welcome=worker_pb2.Welcome(worker_id=session.worker_id)))
+        log.info("worker %s connected: %d blocks of %d tokens, %s/%s", hello.name, hello.capacity_blocks,
+                 hello.block_size, hello.engine, hello.model)
+        while self.pending:
+            self._dispatch(self.pending.popleft())
+        return session
+
+    def _close(self, session: WorkerSession) -> None:
+        """A worker left: its unfinished requests are recomputed on the others."""
+        if self.sessions.get(session.hello.name) is session:
+            del self.sessions[session.hello.name]
+        orphans = [r for r in session.orphans() if r.id in self.live]
+        session.ledger.delete()
+        for req in orphans:
+            self._dispatch(req)
+        if orphans:
+            log.warning("worker %s lost: %d requests re-queued", session.hello.name, len(orphans))
+
+
+async def _check(context: grpc.aio.ServicerContext, request: Any, cls: Any) -> Any:
+    try:
+        return require(request, cls)
+    except ProtocolError as exc:
+        await context.abort(exc.code, exc.message)
+
+
+def _handlers(svc: SchedulerService) -> grpc.GenericRpcHandler:
+    """The Scheduler service with parsers that turn bad bytes into INVALID_ARGUMENT."""
+    s, w = scheduler_pb2, worker_pb2
+    return grpc.method_handlers_generic_handler(SERVICE, {
+        "Submit": grpc.unary_stream_rpc_method_handler(svc.Submit, lenient(s.SubmitRequest), s.TokenEvent.SerializeToString),
+        "Attach": grpc.unary_stream_rpc_method_handler(svc.Attach, lenient(s.AttachRequest), s.TokenEvent.SerializeToString),
+        "Cancel": grpc.unary_unary_rpc_method_handler(svc.Cancel, lenient(s.CancelRequest), s.CancelResponse.SerializeToString),
+        "Stats": grpc.unary_unary_rpc_method_handler(svc.Stats, lenient(s.StatsRequest), s.StatsResponse.SerializeToString),
+        "Connect": grpc.stream_stream_rpc_method_handler(svc.Connect, lenient(w.WorkerMessage),
+                                                         w.SchedulerMessage.SerializeToString),
+    })
+
+
+async def serve(config: SchedulerConfig, address: str, stop: asyncio.Event) -> None:
+    """Run until `stop` is set; the health service reports SERVING once requests are restored."""
+    svc = SchedulerService(config)
+    server = grpc.aio.server(options=[("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000)])
+    server.add_generic_rpc_handlers((_handlers(svc),))
+    health_svc = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_svc, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {address}")
+    await server.start()
+    restored = await svc.restore()
+    for name in ("", SERVICE):
+        await health_svc.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("scheduler on %s (policy %s): %d unfinished requests restored", address, config.policy, restored)
+    await stop.wait()
+    for name in ("", SERVICE):
+        await health_svc.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(grace=2)
+    await svc.redis.aclose()
+    svc.sync_redis.close()

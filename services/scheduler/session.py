@@ -1,0 +1,165 @@
+"""One connected worker: its core WorkerScheduler, and the iteration protocol on its stream.
+
+Per iteration: the policy plans (WorkerScheduler.schedule), one BatchPlan goes down, one
+IterationResult comes back and is checked against the plan, WorkerScheduler.update applies it, and
+one Redis pipeline mirrors the ledger and stores the new tokens and finishes; only then are the
+tokens forwarded to the submitters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from ecoserve.core.plan import BatchPlan
+from ecoserve.core.request import Phase
+from ecoserve.core.scheduler import WorkerScheduler
+from ecoserve.ledger import RedisLedger
+from ecoserve.proto import worker_pb2
+from services.scheduler.live import LiveRequest
+from services.scheduler.protocol import ProtocolError, require
+
+Persist = Callable[["WorkerSession", dict[int, list[int]], list[LiveRequest]], Awaitable[None]]
+
+
+class WorkerSession:
+    def __init__(self, worker_id: int, hello: worker_pb2.Hello, sched: WorkerScheduler, ledger: RedisLedger,
+                 live: dict[int, LiveRequest], persist: Persist, result_timeout_s: float) -> None:
+        self.worker_id = worker_id
+        self.hello = hello
+        self.sched = sched
+        self.ledger = ledger
+        self.live = live
+        self.persist = persist
+        self.result_timeout_s = result_timeout_s
+        self.iteration = 0
+        self.releases: set[int] = set()  # the engine must forget these before its next step
+        self.introduced: set[int] = set()  # requests whose params the worker holds
+        self.wake = asyncio.Event()
+
+    # --- called by the server --------------------------------------------------------------------
+
+    def add(self, req: LiveRequest) -> None:
+        self.sched.add_request(req.core)
+        self.wake.set()
+
+    def abort(self, rid: int, reason: str) -> bool:
+        if self.sched.abort(rid, time.time(), reason) is None:
+            return False
+        self._forget(rid)
+        self.wake.set()
+        return True
+
+    def orphans(self) -> list[LiveRequest]:
+        """Unfinished requests of a worker that is gone, ready to be recomputed elsewhere."""
+        reqs = [self.live[rid] for rid in self.sched.requests]
+        for req in reqs:
+            req.requeue()
+        return reqs
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    async def run(self, context: Any, on_finished: Callable[[LiveRequest], None]) -> None:
+        while True:
+            plan = self.sched.schedule(time.time())
+            failed = self._unschedulable(plan)
+            if failed:
+                await self.persist(self, {}, failed)
+                for req in failed:
+                    on_finished(req)
+                continue
+            if not plan.items and not plan.preempted and not self.releases:
+                self.wake.clear()
+                await self.wake.wait()  # a new request or a cancel
+                continue
+            self.iteration += 1
+            message = self._plan_message(plan)
+            await context.write(worker_pb2.SchedulerMessage(plan=message))
+            result = await self._read_result(context, plan)
+            finished, tokens = self._apply(plan, result)
+            await self.persist(self, tokens, finished)
+            for rid in tokens:
+                self.live[rid].notify()
+            for req in finished:
+                on_finished(req)
+
+    def _plan_message(self, plan: BatchPlan) -> worker_pb2.BatchPlan:
+        msg = worker_pb2.BatchPlan(iteration=self.iteration, release=sorted(self.releases),
+                                   reset=[r.id for r in plan.preempted])
+        self.releases.clear()
+        for core, n in plan.items:
+            req = self.live[core.id]
+            item = msg.items.add(request_id=core.id, token_ids=req.tokens()[core.num_computed:core.num_computed + n],
+                                 start_pos=core.num_computed, sample=core.num_computed + n >= core.num_tokens)
+            if core.id not in self.introduced:
+                item.params.CopyFrom(req.engine_params())
+                self.introduced.add(core.id)
+        return msg
+
+    async def _read_result(self, context: Any, plan: BatchPlan) -> worker_pb2.IterationResult:
+        try:
+            msg = await asyncio.wait_for(context.read(), self.result_timeout_s)
+        except TimeoutError:
+            raise ProtocolError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"no result for iteration {self.iteration} within {self.result_timeout_s}s") from None
+        if msg is grpc.aio.EOF:
+            raise ConnectionError("worker closed its stream")
+        msg = require(msg, worker_pb2.WorkerMessage)
+        if msg.WhichOneof("kind") != "result":
+            raise ProtocolError(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"expected the result of iteration {self.iteration}, got {msg.WhichOneof('kind')}")
+        result = msg.result
+        if result.iteration != self.iteration:
+            raise ProtocolError(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"result for iteration {result.iteration}, expected {self.iteration}")
+        if len(result.outputs) != len(plan.items):
+            raise ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"iteration {self.iteration}: {len(result.outputs)} outputs for {len(plan.items)} items")
+        for out, (core, n) in zip(result.outputs, plan.items, strict=True):
+            sampled = core.num_computed + n >= core.num_tokens
+            if out.request_id != core.id or out.has_token != sampled or out.token_id < 0:
+                raise ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"iteration {self.iteration}: output for request {out.request_id} does not "
+                                    f"match the plan (request {core.id}, sample={sampled})")
+        return result
+
+    def _apply(self, plan: BatchPlan, result: worker_pb2.IterationResult
+               ) -> tuple[list[LiveRequest], dict[int, list[int]]]:
+        """WorkerScheduler.update with the sampled tokens; returns (finished, new tokens by id)."""
+        tokens: dict[int, list[int]] = {}
+        engine_finished: dict[int, str] = {}
+        for out in result.outputs:
+            req = self.live.get(out.request_id)
+            if req is None or req.core.phase is Phase.FINISHED or not out.has_token:
+                continue  # cancelled while the iteration ran
+            req.output.append(out.token_id)
+            tokens[out.request_id] = [out.token_id]
+            if out.finished:
+                engine_finished[out.request_id] = out.finish_reason or "stop"
+        done = self.sched.update(plan, time.time(), frozenset(engine_finished))
+        finished = []
+        for core in done:
+            req = self.live[core.id]
+            req.finish_reason = engine_finished.get(core.id, core.finish_reason)
+            self._forget(core.id)
+            finished.append(req)
+        return finished, tokens
+
+    def _forget(self, rid: int) -> None:
+        if rid in self.introduced:
+            self.introduced.discard(rid)
+            self.releases.add(rid)
+
+    def _unschedulable(self, plan: BatchPlan) -> list[LiveRequest]:
+        """With nothing running, planned or held, the head of the queue can never fit here: fail it."""
+        sched = self.sched
+        if plan.items or sched.running or sched.gt_queue or not sched.waiting or self.ledger.used:
+            return []
+        req = self.live[sched.waiting[0].id]
+        self.abort(req.id, "error")
+        req.finish_reason = f"error: needs more KV than worker {self.hello.name} has ({self.ledger.capacity} blocks)"
+        return [req]

@@ -1,0 +1,76 @@
+"""Requests in Redis: what a restarted scheduler needs so that no accepted request is lost.
+
+Keys (prefix `ecoserve`):
+* `{p}:next_id`   counter of request ids (ids stay unique across restarts)
+* `{p}:live`      set of unfinished request ids
+* `{p}:req:<id>`  hash: submit (the SubmitRequest as received), arrival, finish_reason
+* `{p}:out:<id>`  list of generated token ids, in order
+
+Generated tokens are appended in the scheduler's one pipeline per iteration, before any client sees
+them, so a client that resumes from the tokens it has never sees a token change. Finished requests
+expire after `finished_ttl_s`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aredis
+
+from ecoserve.proto import scheduler_pb2
+from services.scheduler.live import Limits, LiveRequest, from_submit
+
+
+class RequestStore:
+    def __init__(self, client: aredis.Redis, limits: Limits, prefix: str = "ecoserve",
+                 finished_ttl_s: int = 3600) -> None:
+        self.client = client
+        self.limits = limits
+        self.prefix = prefix
+        self.finished_ttl_s = finished_ttl_s
+
+    def _req(self, rid: int) -> str:
+        return f"{self.prefix}:req:{rid}"
+
+    def _out(self, rid: int) -> str:
+        return f"{self.prefix}:out:{rid}"
+
+    async def next_id(self) -> int:
+        return int(await self.client.incr(f"{self.prefix}:next_id"))
+
+    async def accept(self, req: LiveRequest, submit: scheduler_pb2.SubmitRequest) -> None:
+        """Persist a new request before it is acknowledged."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self._req(req.id), mapping={"submit": submit.SerializeToString(), "arrival": repr(req.core.arrival)})
+        pipe.sadd(f"{self.prefix}:live", req.id)
+        await pipe.execute()
+
+    def stage_tokens(self, pipe: Any, rid: int, tokens: list[int]) -> None:
+        pipe.rpush(self._out(rid), *tokens)
+
+    def stage_finish(self, pipe: Any, rid: int, reason: str) -> None:
+        pipe.hset(self._req(rid), "finish_reason", reason)
+        pipe.srem(f"{self.prefix}:live", rid)
+        pipe.expire(self._req(rid), self.finished_ttl_s)
+        pipe.expire(self._out(rid), self.finished_ttl_s)
+
+    async def load_unfinished(self) -> list[LiveRequest]:
+        """Every request accepted and not finished, with the tokens it has so far, oldest first."""
+        ids = sorted(int(x) for x in await self.client.smembers(f"{self.prefix}:live"))
+        loaded = [await self.load(rid) for rid in ids]
+        return [r for r in loaded if r is not None]
+
+    async def load(self, rid: int) -> LiveRequest | None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self._req(rid))
+        pipe.lrange(self._out(rid), 0, -1)
+        fields, out = await pipe.execute()
+        if b"submit" not in fields:
+            return None
+        req = from_submit(rid, scheduler_pb2.SubmitRequest.FromString(fields[b"submit"]), self.limits)
+        req.core.arrival = float(fields[b"arrival"])
+        req.output = [int(t) for t in out]
+        req.core.generated = len(req.output)
+        if b"finish_reason" in fields:
+            req.finish_reason = fields[b"finish_reason"].decode()
+        return req

@@ -1,0 +1,1 @@
+"""The worker service: executes the scheduler's BatchPlans on an engine."""

@@ -1,0 +1,41 @@
+"""`python -m services.worker --scheduler HOST:PORT --engine sim|torch --model ...`"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+
+from ecoserve.engine.factory import ENGINES, EngineSpec, make_engine
+from services.worker.server import Worker, WorkerIdentity
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m services.worker", description=__doc__)
+    ap.add_argument("--scheduler", required=True, help="HOST:PORT of the scheduler")
+    ap.add_argument("--name", default=f"{socket.gethostname()}-{os.getpid()}", help="stable worker name")
+    ap.add_argument("--engine", choices=ENGINES, default="torch")
+    ap.add_argument("--model", required=True, help="torch: checkpoint directory; sim: cost-model name")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--gpu", default="a100-40gb", help="sim: the GPU it stands in for")
+    ap.add_argument("--block-size", type=int, default=16)
+    ap.add_argument("--kv-cache-mb", type=float, help="KV memory budget (default: the engine's share of free memory)")
+    ap.add_argument("--num-blocks", type=int, help="KV blocks, overriding the memory budget")
+    ap.add_argument("--time-scale", type=float, default=1.0, help="sim: scale the cost model's iteration time")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {args.name} %(levelname)s %(message)s")
+    spec = EngineSpec(kind=args.engine, model=args.model, device=args.device, gpu=args.gpu, block_size=args.block_size,
+                      kv_cache_mb=args.kv_cache_mb, num_blocks=args.num_blocks, time_scale=args.time_scale)
+    engine = make_engine(spec)
+    worker = Worker(args.scheduler, engine, WorkerIdentity(args.name, args.engine, args.model))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: worker.stop())
+    logging.getLogger("ecoserve.worker").info("%s engine, %d KV blocks of %d tokens", args.engine,
+                                              engine.num_blocks, engine.block_size)
+    worker.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""A worker's session with its scheduler: dial in, say hello, run one BatchPlan per message.
+
+The worker is a client of the scheduler's Connect stream. Every (re)connection starts from an empty
+engine, so after a scheduler restart or a broken stream nothing stale is trusted: the scheduler
+recomputes what this worker held.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+
+import grpc
+
+from ecoserve.engine import Engine, SamplingParams, StepItem
+from ecoserve.proto import common_pb2, scheduler_pb2_grpc, worker_pb2
+
+log = logging.getLogger("ecoserve.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerIdentity:
+    name: str
+    engine: str
+    model: str
+
+
+def sampling_params(p: common_pb2.SamplingParams) -> SamplingParams:
+    return SamplingParams(temperature=p.temperature, top_p=p.top_p or 1.0, top_k=p.top_k,
+                          seed=p.seed if p.HasField("seed") else None, max_tokens=p.max_tokens,
+                          stop_token_ids=tuple(p.stop_token_ids), ignore_eos=p.ignore_eos)
+
+
+class Worker:
+    def __init__(self, scheduler: str, engine: Engine, identity: WorkerIdentity) -> None:
+        self.scheduler = scheduler
+        self.engine = engine
+        self.identity = identity
+        self.params: dict[int, SamplingParams] = {}
+        self.stopping = threading.Event()
+        self._call: grpc.Future | None = None
+
+    def run(self, max_backoff_s: float = 2.0) -> None:
+        """Serve sessions until stop(); reconnect with backoff when a session ends."""
+        backoff = 0.05
+        while not self.stopping.is_set():
+            try:
+                self._session()
+                backoff = 0.05
+            except grpc.RpcError as exc:
+                if self.stopping.is_set():
+                    break
+                log.warning("session with %s ended: %s %s", self.scheduler, exc.code(), exc.details())
+            except (ValueError, RuntimeError) as exc:  # the engine refused a plan: start over clean
+                log.error("plan failed, reconnecting with an empty engine: %s", exc)
+            self._reset_engine()
+            self.stopping.wait(backoff)
+            backoff = min(max_backoff_s, backoff * 2)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._call is not None:
+            self._call.cancel()
+
+    def _session(self) -> None:
+        outbox: queue.Queue[worker_pb2.WorkerMessage | None] = queue.Queue()
+        ident = self.identity
+        outbox.put(worker_pb2.WorkerMessage(hello=worker_pb2.Hello(
+            name=ident.name, capacity_blocks=self.engine.num_blocks, block_size=self.engine.block_size,
+            model=ident.model, engine=ident.engine)))
+        with grpc.insecure_channel(self.scheduler) as channel:
+            stub = scheduler_pb2_grpc.SchedulerStub(channel)
+            call = stub.Connect(iter(outbox.get, None), wait_for_ready=True)
+            self._call = call
+            try:
+                for msg in call:
+                    if msg.WhichOneof("kind") == "welcome":
+                        log.info("connected to %s as worker %d", self.scheduler, msg.welcome.worker_id)
+                    else:
+                        outbox.put(worker_pb2.WorkerMessage(result=self._execute(msg.plan)))
+            finally:
+                outbox.put(None)
+                call.cancel()
+
+    def _execute(self, plan: worker_pb2.BatchPlan) -> worker_pb2.IterationResult:
+        for rid in plan.release:
+            self.engine.release(rid)
+            self.params.pop(rid, None)
+        for rid in plan.reset:
+            self.engine.reset(rid)
+        items = []
+        for it in plan.items:
+            if it.HasField("params"):
+                self.params[it.request_id] = sampling_params(it.params)
+            if it.request_id not in self.params:
+                raise ValueError(f"request {it.request_id}: first item came without sampling params")
+            items.append(StepItem(it.request_id, list(it.token_ids), it.start_pos, it.sample, self.params[it.request_id]))
+        outputs, timing = self.engine.step(items)
+        result = worker_pb2.IterationResult(iteration=plan.iteration, forward_s=timing.forward_s,
+                                            sample_s=timing.sample_s)
+        for out in outputs:
+            result.outputs.add(request_id=out.request_id, has_token=out.token_id is not None,
+                               token_id=out.token_id or 0, finished=out.finished, finish_reason=out.finish_reason or "")
+        return result
+
+    def _reset_engine(self) -> None:
+        for rid in list(self.params):
+            self.engine.release(rid)
+        self.params.clear()
