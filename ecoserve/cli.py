@@ -3,6 +3,7 @@
 import click
 
 from ecoserve.predictor.cli import predictor
+from ecoserve.serve_cli import generate, up
 from ecoserve.sim.cli import simulate
 
 
@@ -14,3 +15,5 @@ def main() -> None:
 
 main.add_command(predictor)
 main.add_command(simulate)
+main.add_command(up)
+main.add_command(generate)

@@ -65,7 +65,7 @@ class LocalCell:
             health = health_pb2_grpc.HealthStub(channel)
             stub = scheduler_pb2_grpc.SchedulerStub(channel)
             while True:
-                self._check_alive()
+                self.check_alive()
                 try:
                     status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
                     if status == health_pb2.HealthCheckResponse.SERVING:
@@ -77,7 +77,8 @@ class LocalCell:
                     raise TimeoutError(f"cell not ready after {timeout}s")
                 time.sleep(0.05)
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
+        """Raise RuntimeError if a service process has exited."""
         for name, proc in [("scheduler", self.scheduler), *self.workers.items()]:
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with status {proc.returncode}")
