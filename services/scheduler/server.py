@@ -125,6 +125,8 @@ class SchedulerService:
         req = self.live.get(rid) or self.recent.get(rid) or await self.store.load(rid)
         if req is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no request {rid}")
+        if not req.finished and req.id not in self.live:  # accepted by another scheduler meanwhile
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"request {rid} is not served here; retry")
         async for event in self._events(req, attach.from_index):
             yield event
 
@@ -259,8 +261,8 @@ async def serve(config: SchedulerConfig, address: str, stop: asyncio.Event) -> N
     port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
+    restored = await svc.restore()  # before serving: an Attach must find restored requests live
     await server.start()
-    restored = await svc.restore()
     for name in ("", SERVICE):
         await health_svc.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("scheduler on %s (policy %s): %d unfinished requests restored", address, config.policy, restored)
