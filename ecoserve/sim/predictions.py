@@ -37,10 +37,11 @@ def make_predictions(
         upper = max(point, int(np.quantile(lens, none_quantile)))
         return [Prediction(point, upper, rl_bucket(point))] * len(lens)
     if mode == "noisy":
-        from ecoserve.predictor.error_model import ErrorModel  # reads the shipped file on first use
+        if error_model is None:
+            from ecoserve.predictor.error_model import ErrorModel  # the shipped measurements
 
-        model = error_model or ErrorModel.load_default()
-        point_f, upper_f = model.sample(rng, len(lens))
+            error_model = ErrorModel.load_default()
+        point_f, upper_f = error_model.sample(rng, len(lens))
         points = np.maximum(1, np.rint(lens * point_f)).astype(np.int64)
         uppers = np.maximum(points, np.rint(lens * upper_f)).astype(np.int64)
         return [Prediction(int(p), int(u), rl_bucket(p)) for p, u in zip(points, uppers)]

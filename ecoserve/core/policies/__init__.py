@@ -19,7 +19,7 @@ ECOSERVE_VARIANTS: dict[str, dict[str, object]] = {
     "ecoserve-no-kv-priority": {"kv_priority": False},
     "ecoserve-single-queue": {"single_queue": True},
     "ecoserve-no-reservation": {"reservation": "none"},
-    "ecoserve-point": {"reservation": "point"},
+    "ecoserve-upper": {"reservation": "upper"},
     "ecoserve-oracle": {"reservation": "oracle"},
     "ecoserve-no-budget": {"iteration_target": 0.0},
 }

@@ -43,7 +43,9 @@ class EcoServeConfig:
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192  # hard cap on tokens per iteration
     iteration_target: float = 0.09  # seconds per iteration the budget aims at (0: no time budget)
-    reservation: Reservation = "upper"  # RL reserved: predictor's upper quantile, point, true, none
+    # RL reserved when a GT joins: the point prediction (overruns are extended), the predictor's
+    # upper quantile, the true length, or nothing (KV on demand).
+    reservation: Reservation = "point"
     pipelining: bool = True  # lend reserved-but-unwritten KV to requests that finish in time
     rl_groups: bool = True  # admit waiting GTs by RL bucket
     kv_priority: bool = True  # waiting GTs holding more KV go first
