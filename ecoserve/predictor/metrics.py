@@ -1,0 +1,92 @@
+"""Evaluation of a model on labeled data, always beside the two baselines.
+
+Metrics, for the model and each baseline: MAE, median relative error, RL-bucket accuracy (exact
+and within one bucket), Kendall's tau; for the reservation (upper): the under-prediction rate
+(share of responses longer than it) and the mean reserved-but-unused tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from ecoserve.core.rl_buckets import BUCKET_EDGES
+from ecoserve.predictor.datasets import LabeledSet, prompt_key
+from ecoserve.predictor.model import RLModel
+
+
+def buckets_of(x: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.asarray(BUCKET_EDGES), x, side="right")  # == rl_bucket, vectorised
+
+
+def score(point: np.ndarray, upper: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    """Metrics of one predictor (point and reservation) against actual lengths."""
+    point, upper, actual = (np.asarray(a, dtype=float) for a in (point, upper, actual))
+    pb, ab = buckets_of(point), buckets_of(actual)
+    constant = np.ptp(point) == 0
+    return {
+        "mae": float(np.mean(np.abs(point - actual))),
+        "median_relative_error": float(np.median(np.abs(point - actual) / actual)),
+        "bucket_accuracy": float(np.mean(pb == ab)),
+        "bucket_within_one": float(np.mean(np.abs(pb - ab) <= 1)),
+        "kendall_tau": 0.0 if constant else float(kendalltau(point, actual).statistic),
+        "under_prediction_rate": float(np.mean(actual > upper)),
+        "mean_unused_reserved_tokens": float(np.mean(np.maximum(upper - actual, 0))),
+        "mean_reserved_tokens": float(np.mean(upper)),
+        "mean_overrun_tokens": float(np.mean(np.maximum(actual - upper, 0))),
+    }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    data: LabeledSet  # what was scored (unseen records only)
+    point: np.ndarray
+    upper: np.ndarray
+    summary: dict  # eval.json
+
+
+def unseen(model: RLModel, data: LabeledSet) -> tuple[LabeledSet, int]:
+    """Drop records whose prompt the model trained or calibrated on; returns (rest, dropped)."""
+    keys = np.array([prompt_key(p) for p in data.prompts], dtype=np.uint32)
+    keep = np.flatnonzero(~np.isin(keys, model.seen))
+    return data.take(keep), len(data) - len(keep)
+
+
+def evaluate(model: RLModel, data: LabeledSet, description: str) -> Evaluation:
+    data, dropped = unseen(model, data)
+    if len(data) == 0:
+        raise ValueError("no unseen records to evaluate on (the model trained on all of them)")
+    prompt_tokens = np.asarray(model.counter.count_batch(data.prompts))
+    point, upper = model.predict_tokens(data.prompts, data.max_tokens, prompt_tokens.tolist())
+    actual = data.tokens
+    b = model.baselines
+    n = len(actual)
+    mean_point = np.full(n, b.mean)
+    global_upper = np.full(n, b.quantile_value)
+    len_point, len_upper = b.by_prompt_len(prompt_tokens)
+    ours = score(point, upper, actual)
+    global_mean = score(mean_point, global_upper, actual)
+    by_len = score(len_point, len_upper, actual)
+    per_source = {
+        src: {"n": int(m.sum()), **score(point[m], upper[m], actual[m])}
+        for src in sorted(set(data.sources))
+        if (m := np.array([s == src for s in data.sources])).any()
+    }
+    summary = {
+        "data": description,
+        "n": int(n),
+        "n_dropped_seen": int(dropped),
+        "quantile": model.quantile,
+        **ours,
+        "baseline_mean_mae": global_mean["mae"],
+        "baseline_median_mae": float(np.mean(np.abs(b.median - actual))),
+        "baseline_prompt_len_mae": by_len["mae"],
+        "mae_reduction_vs_mean": 1.0 - ours["mae"] / global_mean["mae"],
+        "baselines": {"global": global_mean, "prompt_len": by_len},
+        "per_source": per_source,
+        "actual_mean_tokens": float(np.mean(actual)),
+        "model": {k: model.info.get(k) for k in ("data", "split_seed", "n_train", "point_trees", "upper_trees")},
+    }
+    return Evaluation(data=data, point=point, upper=upper, summary=summary)
