@@ -12,9 +12,14 @@ if REBUILT_AT_IMPORT:
 
 from ecoserve.proto.v1 import (  # noqa: E402
     common_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    predictor_pb2,
+    predictor_pb2_grpc,
     scheduler_pb2,
     scheduler_pb2_grpc,
     worker_pb2,
 )
 
-__all__ = ["common_pb2", "scheduler_pb2", "scheduler_pb2_grpc", "worker_pb2"]
+__all__ = ["common_pb2", "gateway_pb2", "gateway_pb2_grpc", "predictor_pb2", "predictor_pb2_grpc",
+           "scheduler_pb2", "scheduler_pb2_grpc", "worker_pb2"]

@@ -63,7 +63,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerStats(_message.Message):
-    __slots__ = ("name", "engine", "model", "capacity_blocks", "used_blocks", "running", "waiting", "iterations", "preemptions")
+    __slots__ = ("name", "engine", "model", "capacity_blocks", "used_blocks", "running", "waiting", "iterations", "preemptions", "timings")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class WorkerStats(_message.Message):
     WAITING_FIELD_NUMBER: _ClassVar[int]
     ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     PREEMPTIONS_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     engine: str
     model: str
@@ -82,7 +83,34 @@ class WorkerStats(_message.Message):
     waiting: int
     iterations: int
     preemptions: int
-    def __init__(self, name: _Optional[str] = ..., engine: _Optional[str] = ..., model: _Optional[str] = ..., capacity_blocks: _Optional[int] = ..., used_blocks: _Optional[int] = ..., running: _Optional[int] = ..., waiting: _Optional[int] = ..., iterations: _Optional[int] = ..., preemptions: _Optional[int] = ...) -> None: ...
+    timings: IterationTimings
+    def __init__(self, name: _Optional[str] = ..., engine: _Optional[str] = ..., model: _Optional[str] = ..., capacity_blocks: _Optional[int] = ..., used_blocks: _Optional[int] = ..., running: _Optional[int] = ..., waiting: _Optional[int] = ..., iterations: _Optional[int] = ..., preemptions: _Optional[int] = ..., timings: _Optional[_Union[IterationTimings, _Mapping]] = ...) -> None: ...
+
+class IterationTimings(_message.Message):
+    __slots__ = ("iterations", "wall_s", "compute_s", "policy_s", "round_trip_s", "persist_s", "window", "round_trip_p50_s", "round_trip_p99_s", "persist_p50_s", "persist_p99_s")
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    WALL_S_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_S_FIELD_NUMBER: _ClassVar[int]
+    POLICY_S_FIELD_NUMBER: _ClassVar[int]
+    ROUND_TRIP_S_FIELD_NUMBER: _ClassVar[int]
+    PERSIST_S_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    ROUND_TRIP_P50_S_FIELD_NUMBER: _ClassVar[int]
+    ROUND_TRIP_P99_S_FIELD_NUMBER: _ClassVar[int]
+    PERSIST_P50_S_FIELD_NUMBER: _ClassVar[int]
+    PERSIST_P99_S_FIELD_NUMBER: _ClassVar[int]
+    iterations: int
+    wall_s: float
+    compute_s: float
+    policy_s: float
+    round_trip_s: float
+    persist_s: float
+    window: int
+    round_trip_p50_s: float
+    round_trip_p99_s: float
+    persist_p50_s: float
+    persist_p99_s: float
+    def __init__(self, iterations: _Optional[int] = ..., wall_s: _Optional[float] = ..., compute_s: _Optional[float] = ..., policy_s: _Optional[float] = ..., round_trip_s: _Optional[float] = ..., persist_s: _Optional[float] = ..., window: _Optional[int] = ..., round_trip_p50_s: _Optional[float] = ..., round_trip_p99_s: _Optional[float] = ..., persist_p50_s: _Optional[float] = ..., persist_p99_s: _Optional[float] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
     __slots__ = ("workers", "pending", "unfinished", "finished", "policy")
