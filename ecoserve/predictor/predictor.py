@@ -39,7 +39,9 @@ class RLPredictor:
         self._retrain_lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, tokenizer: str | None = None, nthread: int = 1) -> RLPredictor:
+    def load(
+        cls, path: str | Path | None = None, *, tokenizer: str | None = None, nthread: int = 1
+    ) -> RLPredictor:
         """Load a model file (None: the model shipped in the package). Raises PredictorError."""
         return cls(RLModel.load(path or default_model_path(), tokenizer=tokenizer, nthread=nthread))
 
@@ -87,11 +89,12 @@ class RLPredictor:
         """
         current = self._model
         samples = [
-            Sample(prompt=c.prompt, source="completions", response_tokens=int(c.response_tokens), max_tokens=c.max_tokens)
+            Sample(c.prompt, "completions", response_tokens=int(c.response_tokens), max_tokens=c.max_tokens)
             for c in completions
         ]
         data: LabeledSet = label(samples, current.counter)
-        cfg = TrainConfig(**{**current.info.get("config", {}), "seed": seed, "features": current.features, "quantile": current.quantile, "nthread": 0})
+        recorded = current.info.get("config", {})
+        cfg = TrainConfig(**{**recorded, "seed": seed, "features": current.features, "quantile": current.quantile})
         with self._retrain_lock:
             model = train_on(data, current.counter, cfg, {"data": ["completions"], "n_completions": len(data)})
             if swap:
