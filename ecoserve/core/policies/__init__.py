@@ -20,6 +20,7 @@ ECOSERVE_VARIANTS: dict[str, dict[str, object]] = {
     "ecoserve-single-queue": {"single_queue": True},
     "ecoserve-no-reservation": {"reservation": "none"},
     "ecoserve-upper": {"reservation": "upper"},
+    "ecoserve-half-reservation": {"reservation_scale": 0.5},
     "ecoserve-oracle": {"reservation": "oracle"},
     "ecoserve-no-budget": {"iteration_target": 0.0},
 }

@@ -46,6 +46,7 @@ class EcoServeConfig:
     # RL reserved when a GT joins: the point prediction (overruns are extended), the predictor's
     # upper quantile, the true length, or nothing (KV on demand).
     reservation: Reservation = "point"
+    reservation_scale: float = 1.0  # share of the predicted RL reserved up front (oracle excepted)
     pipelining: bool = True  # lend reserved-but-unwritten KV to requests that finish in time
     rl_groups: bool = True  # admit waiting GTs by RL bucket
     kv_priority: bool = True  # waiting GTs holding more KV go first
@@ -107,13 +108,14 @@ class EcoServePolicy(Policy):
     def _reserved_rl(self, req: Request) -> int:
         mode = self.config.reservation
         if mode == "oracle":
-            rl = req.target_len
+            return min(max(req.target_len, req.generated + 1), req.max_tokens)
         elif mode == "point":
             rl = req.prediction.point
         elif mode == "upper":
             rl = req.prediction.upper
         else:
             return 0
+        rl = math.ceil(rl * self.config.reservation_scale)
         return min(max(rl, req.generated + 1), req.max_tokens)
 
     def _reservation_blocks(self, req: Request, bs: int) -> int:
