@@ -1,0 +1,1 @@
+"""The response-length predictor service."""

@@ -1,0 +1,48 @@
+"""`python -m services.predictor --port 50053 [--redis-url redis://...] [--model PATH]`"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from ecoserve.env import apply_env
+from services.predictor.learner import LearnerConfig
+from services.predictor.server import PredictorConfig, serve
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m services.predictor", description=__doc__)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=50053)
+    ap.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics port (0: none)")
+    ap.add_argument("--model", help="model file [default: the model shipped in the package]")
+    ap.add_argument("--tokenizer", help="tokenizer spec overriding the model's (same fingerprint required)")
+    ap.add_argument("--redis-url", help="Redis with the completion log; without it there is no retraining")
+    ap.add_argument("--redis-prefix", default="ecoserve")
+    ap.add_argument("--retrain-interval", type=float, default=0.0, help="seconds between scheduled retrains (0: off)")
+    ap.add_argument("--retrain-min-new", type=int, default=200, help="new completions a scheduled retrain waits for")
+    ap.add_argument("--train-window", type=int, default=20_000, help="newest completions kept to train on")
+    ap.add_argument("--save-model", help="also write each retrained model to this file")
+    apply_env(ap)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s predictor %(levelname)s %(message)s")
+    learner = LearnerConfig(prefix=args.redis_prefix, window=args.train_window,
+                            retrain_interval_s=args.retrain_interval, min_new=args.retrain_min_new,
+                            save_path=args.save_model)
+    config = PredictorConfig(model=args.model, tokenizer=args.tokenizer, redis_url=args.redis_url, learner=learner,
+                             metrics_host=args.host, metrics_port=args.metrics_port)
+    asyncio.run(_run(config, f"{args.host}:{args.port}"))
+
+
+async def _run(config: PredictorConfig, address: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(config, address, stop)
+
+
+if __name__ == "__main__":
+    main()

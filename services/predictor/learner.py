@@ -1,0 +1,173 @@
+"""The predictor service's model: serves it, follows the completion log, retrains, hot-swaps.
+
+Replicas share one model through Redis: the replica that retrains (under a Redis lock, so only one
+trains at a time) publishes the model's bytes with a new version number, and every replica adopts
+a published version newer than its own on its next poll. Versions are "r<N>" for retrained models;
+the model a replica started from is "base".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aredis
+
+from ecoserve.completion_log import CompletionLog, LoggedCompletion
+from ecoserve.core.request import Prediction
+from ecoserve.predictor import Completion, PredictorError, RLPredictor
+from services.predictor.live_error import LiveError
+
+log = logging.getLogger("ecoserve.predictor")
+BASE_VERSION = "base"
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerConfig:
+    prefix: str = "ecoserve"
+    window: int = 20_000  # newest completions kept to train on
+    retrain_interval_s: float = 0.0  # 0: retrain only on demand
+    min_new: int = 200  # a scheduled retrain waits for this many new completions
+    error_window: int = 1000
+    save_path: str | None = None  # also write each retrained model here
+    seed: int = 0
+    poll_ms: int = 500  # how long one read of the log waits; bounds how late a published model is adopted
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainResult:
+    swapped: bool
+    version: str
+    completions: int
+    message: str
+
+
+class Learner:
+    def __init__(self, predictor: RLPredictor, client: aredis.Redis | None, config: LearnerConfig) -> None:
+        self.predictor = predictor
+        self.client = client
+        self.config = config
+        self.log = CompletionLog(client, config.prefix) if client is not None else None
+        self.version = BASE_VERSION
+        self.version_number = 0
+        self.live = LiveError(config.error_window)
+        self.window: deque[LoggedCompletion] = deque(maxlen=config.window)
+        self.seen = 0
+        self.new_since_retrain = 0
+        self.retrains = 0
+        self.last_error = ""
+        self._lock = asyncio.Lock()
+        self._model_key = f"{config.prefix}:predictor:model"
+
+    def predict(self, prompts: list[str], max_tokens: list[int | None]) -> tuple[list[Prediction], str]:
+        """Predictions and the version that made them (read together: a swap may come at any time)."""
+        version, predictor = self.version, self.predictor
+        return predictor.predict(prompts, max_tokens), version
+
+    def observe(self, entries: list[LoggedCompletion]) -> None:
+        for c in entries:
+            self.window.append(c)
+            if c.model_version == self.version and c.point > 0:
+                self.live.add(c.response_tokens, c.point, c.upper)
+        self.seen += len(entries)
+        self.new_since_retrain += len(entries)
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Read the log, adopt published models, retrain on schedule; until `stop`."""
+        if self.log is None:
+            return
+        await self.adopt_published()
+        last_id, backlog = await self.log.tail(self.config.window)
+        self.observe(backlog)
+        next_retrain = time.monotonic() + self.config.retrain_interval_s
+        while not stop.is_set():
+            try:
+                last_id, entries = await self.log.read_after(last_id, self.config.poll_ms)
+                self.observe(entries)
+                await self.adopt_published()
+                if (self.config.retrain_interval_s > 0 and time.monotonic() >= next_retrain
+                        and self.new_since_retrain >= self.config.min_new):
+                    result = await self.retrain()
+                    log.info("scheduled retrain: %s", result.message)
+                    next_retrain = time.monotonic() + self.config.retrain_interval_s
+            except aredis.RedisError as exc:  # Redis away: keep serving the current model, retry
+                log.warning("completion log: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def adopt_published(self) -> bool:
+        """Load the model another replica published, if it is newer than ours."""
+        assert self.client is not None
+        number = await self.client.hget(self._model_key, "version")
+        if number is None or int(number) <= self.version_number:
+            return False
+        data = await self.client.hget(self._model_key, "data")
+        if data is None:
+            return False
+        self._swap(await asyncio.to_thread(_load_bytes, data), int(number))
+        log.info("adopted published model %s", self.version)
+        return True
+
+    async def retrain(self) -> RetrainResult:
+        """Train on the completions in the window; publish and serve the result if training succeeds."""
+        if self.client is None:
+            return RetrainResult(False, self.version, 0, "no completion log: the service runs without Redis")
+        async with self._lock:
+            lock_key, token = f"{self.config.prefix}:predictor:lock", secrets.token_hex(8)
+            if not await self.client.set(lock_key, token, nx=True, px=600_000):
+                return RetrainResult(False, self.version, 0, "another replica is retraining")
+            try:
+                return await self._retrain_locked()
+            finally:
+                if await self.client.get(lock_key) == token.encode():
+                    await self.client.delete(lock_key)
+
+    async def _retrain_locked(self) -> RetrainResult:
+        assert self.client is not None
+        data = [Completion(c.prompt, c.response_tokens, c.max_tokens) for c in self.window]
+        self.new_since_retrain = 0
+        try:
+            model = await asyncio.to_thread(self.predictor.retrain, data, seed=self.config.seed, swap=False)
+            blob = await asyncio.to_thread(_model_bytes, model)
+        except PredictorError as exc:
+            self.last_error = str(exc)
+            return RetrainResult(False, self.version, len(data), self.last_error)
+        except Exception as exc:  # noqa: BLE001 - a failed training must never take the service down
+            log.exception("retrain failed")
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return RetrainResult(False, self.version, len(data), self.last_error)
+        number = int(await self.client.incr(f"{self.config.prefix}:predictor:model_seq"))
+        await self.client.hset(self._model_key, mapping={"version": number, "data": blob})
+        self._swap(model, number)
+        self.last_error = ""
+        if self.config.save_path:
+            await asyncio.to_thread(model.save, self.config.save_path)
+        info = model.info
+        return RetrainResult(True, self.version, len(data),
+                             f"{self.version}: trained on {info.get('n_train')} completions, "
+                             f"{info.get('n_calibration')} calibrating, {info.get('n_test_held_out')} held out")
+
+    def _swap(self, model: object, number: int) -> None:
+        self.predictor.swap(model)  # type: ignore[arg-type]
+        self.version_number, self.version = number, f"r{number}"
+        self.live.reset()
+        self.retrains += 1
+
+
+def _model_bytes(model: object) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="ecoserve-model-") as tmp:
+        path = Path(tmp) / "model.json.gz"
+        model.save(path)  # type: ignore[attr-defined]
+        return path.read_bytes()
+
+
+def _load_bytes(data: bytes) -> RLPredictor:
+    with tempfile.TemporaryDirectory(prefix="ecoserve-model-") as tmp:
+        path = Path(tmp) / "model.json.gz"
+        path.write_bytes(data)
+        return RLPredictor.load(path)
