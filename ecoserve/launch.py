@@ -1,4 +1,5 @@
-"""Local processes of a cell: the scheduler and N workers, for `ecoserve up` and the service tests.
+"""Local processes of a cell: the scheduler and N workers (plus, for `ecoserve up`, the predictor and
+the gateway), for `ecoserve up` and the service tests.
 
 Each service runs as its own `python -m services.<name>` process, as it would in a deployment; this
 module only starts them, waits for them to be healthy and stops them.
@@ -35,6 +36,7 @@ class LocalCell:
     log_dir: str | None = None  # None: inherit this process's stdout/stderr
     scheduler: subprocess.Popen[bytes] | None = None
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # predictor, gateway
 
     @property
     def address(self) -> str:
@@ -58,6 +60,27 @@ class LocalCell:
             "services.worker", "--scheduler", self.address, "--name", name, "--engine", worker.engine,
             "--model", worker.model, *worker.extra])
 
+    def start_service(self, name: str, args: list[str]) -> None:
+        """Another service of the stack, `python -m services.<name> ARGS` (predictor, gateway)."""
+        self.services[name] = self._spawn(name, [f"services.{name}", *args])
+
+    def wait_serving(self, address: str, timeout: float = 60.0) -> None:
+        """Until the gRPC health check at `address` says SERVING."""
+        deadline = time.monotonic() + timeout
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while True:
+                self.check_alive()
+                try:
+                    if health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status == \
+                            health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{address} not serving after {timeout}s")
+                time.sleep(0.05)
+
     def wait_ready(self, num_workers: int, timeout: float = 60.0) -> None:
         """Until the scheduler's health check says SERVING and `num_workers` workers are connected."""
         deadline = time.monotonic() + timeout
@@ -79,7 +102,7 @@ class LocalCell:
 
     def check_alive(self) -> None:
         """Raise RuntimeError if a service process has exited."""
-        for name, proc in [("scheduler", self.scheduler), *self.workers.items()]:
+        for name, proc in [("scheduler", self.scheduler), *self.workers.items(), *self.services.items()]:
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with status {proc.returncode}")
 
@@ -91,8 +114,9 @@ class LocalCell:
         proc.wait()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM everything (workers first), then SIGKILL what is still running."""
-        procs = [*self.workers.values(), *([self.scheduler] if self.scheduler else [])]
+        """SIGTERM everything (gateway and predictor, then workers, then the scheduler), then SIGKILL what
+        is still running."""
+        procs = [*self.services.values(), *self.workers.values(), *([self.scheduler] if self.scheduler else [])]
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -104,4 +128,5 @@ class LocalCell:
                 proc.kill()
                 proc.wait()
         self.workers.clear()
+        self.services.clear()
         self.scheduler = None

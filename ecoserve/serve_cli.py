@@ -1,8 +1,10 @@
-"""`ecoserve up` (a local cell: embedded Redis, scheduler, N workers) and `ecoserve generate`."""
+"""`ecoserve up` (the whole stack: embedded Redis, predictor, scheduler, N workers, gateway) and
+`ecoserve generate`."""
 
 from __future__ import annotations
 
 import codecs
+import os
 import signal
 import sys
 import tempfile
@@ -35,15 +37,22 @@ def tiny_model() -> Path:
 @click.option("--model", help="torch: checkpoint directory [default: a tiny random model]; "
                               "sim: cost-model name [default: llama-2-7b]")
 @click.option("--workers", "-n", "num_workers", default=2, show_default=True)
-@click.option("--port", default=50051, show_default=True, help="scheduler port")
+@click.option("--port", default=50052, show_default=True, help="scheduler port")
+@click.option("--http-port", default=8000, show_default=True, help="gateway's OpenAI-compatible HTTP API")
+@click.option("--grpc-port", default=50051, show_default=True, help="gateway's gRPC API")
+@click.option("--predictor-port", default=50053, show_default=True)
+@click.option("--predictor/--no-predictor", "with_predictor", default=True, show_default=True,
+              help="predict response lengths (else requests reserve max_tokens)")
+@click.option("--api-key", "api_keys", multiple=True, help="require this API key at the gateway (repeatable)")
 @click.option("--redis-url", help="use this Redis instead of starting an embedded one")
 @click.option("--policy", default="ecoserve", show_default=True)
 @click.option("--kv-cache-mb", type=float, help="KV memory budget per worker [default: 64 for the tiny model]")
 @click.option("--device", default="cpu", show_default=True, help="torch engine device")
 @click.option("--log-dir", type=click.Path(file_okay=False), help="write service logs here instead of the terminal")
-def up(engine: str, model: str | None, num_workers: int, port: int, redis_url: str | None, policy: str,
+def up(engine: str, model: str | None, num_workers: int, port: int, http_port: int, grpc_port: int,
+       predictor_port: int, with_predictor: bool, api_keys: tuple[str, ...], redis_url: str | None, policy: str,
        kv_cache_mb: float | None, device: str, log_dir: str | None) -> None:
-    """Start a local cell and run until Ctrl-C or SIGTERM."""
+    """Start the whole stack locally and run until Ctrl-C or SIGTERM."""
     from ecoserve.ledger import EmbeddedRedis
 
     if engine == "torch" and model is None:
@@ -60,13 +69,28 @@ def up(engine: str, model: str | None, num_workers: int, port: int, redis_url: s
         signal.signal(sig, lambda *_: stop.set())
     redis_server = None if redis_url else EmbeddedRedis.start()
     cell = LocalCell(redis_url or redis_server.url, port, policy, log_dir=log_dir)  # type: ignore[union-attr]
+    predictor = f"127.0.0.1:{predictor_port}"
     try:
+        if with_predictor:
+            cell.start_service("predictor", ["--port", str(predictor_port), "--redis-url", cell.redis_url,
+                                             "--retrain-interval", "600"])
         cell.start_scheduler()
         for i in range(num_workers):
             cell.start_worker(f"worker-{i}", WorkerArgs(engine, model, extra))
+        gateway = ["--model", model if engine == "torch" else str(tiny_model()), "--scheduler", cell.address,
+                   "--redis-url", cell.redis_url, "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+                   *(["--predictor", predictor] if with_predictor else []),
+                   *(["--served-model-name", model] if engine == "sim" else [])]
+        if api_keys:  # through the environment, not the command line, which `ps` shows to everyone
+            os.environ["ECOSERVE_API_KEY"] = ",".join(api_keys)
+        cell.start_service("gateway", gateway)
         cell.wait_ready(num_workers, timeout=120)
-        click.echo(f"ecoserve ready: scheduler {cell.address}, redis {cell.redis_url}, "
-                   f"{num_workers} {engine} workers ({model})", err=False)
+        if with_predictor:
+            cell.wait_serving(predictor, timeout=120)
+        cell.wait_serving(f"127.0.0.1:{grpc_port}", timeout=60)
+        click.echo(f"ecoserve ready: http://127.0.0.1:{http_port}/v1 (OpenAI API), gateway gRPC 127.0.0.1:{grpc_port}, "
+                   f"scheduler {cell.address}, predictor {predictor if with_predictor else 'off'}, "
+                   f"redis {cell.redis_url}, {num_workers} {engine} workers ({model})", err=False)
         sys.stdout.flush()
         while not stop.wait(0.5):
             cell.check_alive()
