@@ -61,5 +61,12 @@ class Experiment:
         hint: float,
         progress: Callable[[Probe], None] | None = None,
     ) -> CapacityResult:
-        """Bisection between hint/4 and hint (the search doubles hi while the criterion holds)."""
-        return find_capacity(self.evaluate(policy), criterion, lo=hint / 4, hi=hint, progress=progress)
+        """Bisection from [hint/4, hint]: hi doubles while the criterion holds, and the bracket
+        moves down by 4x (at most three times) while even its low end fails."""
+        lo, hi = hint / 4, hint
+        for _ in range(4):
+            found = find_capacity(self.evaluate(policy), criterion, lo=lo, hi=hi, progress=progress)
+            if found.capacity > 0:
+                return found
+            lo, hi = lo / 4, lo
+        return found

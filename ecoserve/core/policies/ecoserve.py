@@ -268,43 +268,65 @@ class EcoServePolicy(Policy):
         bs = ledger.block_size
         return sum(max(0, self._reservation_blocks(r, bs) - ledger.room(r.id)) for r in sched.gt_queue)
 
-    def _prefill_budget(self, plan: BatchPlan) -> int:
+    def _chunk(self, plan: BatchPlan, prefix: int, want: int) -> int:
+        """The largest prefill chunk (up to `want` tokens, on `prefix` cached ones) that keeps the
+        iteration within the time target, priced by the cost model with everything planned so far.
+        """
         cfg = self.config
-        cap = cfg.max_num_batched_tokens - plan.num_tokens
-        if not cfg.iteration_target:
-            return cap
-        budget = self.cost.prefill_budget(plan.num_decodes, plan.decode_context, cfg.iteration_target)
-        if plan.num_decodes == 0:
-            budget = max(budget, 256)  # an idle batch always makes progress on prompts
-        return min(cap, budget)
+        want = min(want, cfg.max_num_batched_tokens - plan.num_tokens)
+        if not cfg.iteration_target or want <= 0:
+            return max(want, 0)
+        floor = 0 if plan else min(want, 256)  # an idle worker always makes progress on prompts
+
+        def time(n: int) -> float:
+            return self.cost.iteration_time(
+                plan.num_prefills + 1,
+                plan.prefill_tokens + n,
+                plan.prefill_sq + n * n,
+                plan.prefill_cross + n * prefix,
+                plan.num_decodes,
+                plan.decode_context,
+            )
+
+        target = cfg.iteration_target
+        if time(want) <= target:
+            return want
+        lo, hi = 0, want  # time(lo) fits (or lo == 0), time(hi) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if time(mid) <= target:
+                lo = mid
+            else:
+                hi = mid
+        return max(lo, floor)
 
     def _prefills(self, sched: WorkerScheduler, plan: BatchPlan, now: float) -> None:
         cfg = self.config
         ledger = sched.ledger
         bs = ledger.block_size
-        budget = self._prefill_budget(plan)
         for req in sched.running:
-            if budget <= 0:
+            if req.phase is not Phase.PREFILLING:
+                continue
+            n = self._chunk(plan, req.num_computed, req.pending_tokens)
+            if n <= 0:
                 return
-            if req.phase is Phase.PREFILLING:
-                n = min(req.pending_tokens, budget)
-                target = req.num_computed + n
-                if blocks_for(target, bs) > ledger.room(req.id) and not ledger.allocate(
-                    req.id, blocks_for(target, bs) - ledger.room(req.id)
-                ):
-                    continue
-                ledger.write(req.id, target)
-                plan.add(req, n)
-                budget -= n
+            target = req.num_computed + n
+            missing = blocks_for(target, bs) - ledger.room(req.id)
+            if missing > 0 and not ledger.allocate(req.id, missing):
+                continue
+            ledger.write(req.id, target)
+            plan.add(req, n)
         waiting = sched.waiting
         seats = cfg.max_num_seqs - len(sched.running) - len(sched.gt_queue)
         owed = self._gt_demand(sched) if sched.gt_queue else 0
         misses = 0
         for req in self._pt_order(waiting, now):
-            if budget <= 0 or seats <= 0:
+            if seats <= 0:
+                return
+            n = self._chunk(plan, req.num_computed, req.pending_tokens)
+            if n <= 0:
                 return
             need = self._admission_blocks(req, bs)
-            n = min(req.pending_tokens, budget)
             if need > ledger.free - owed or not ledger.allocate(req.id, need):
                 misses += 1
                 if cfg.single_queue or misses > cfg.lookahead:
@@ -314,7 +336,6 @@ class EcoServePolicy(Policy):
             sched.admit(req)
             ledger.write(req.id, req.num_computed + n)
             plan.add(req, n)
-            budget -= n
             seats -= 1
 
     def _borrow(self, sched: WorkerScheduler, borrower: Request, blocks: int, duration: int) -> bool:
