@@ -2,6 +2,7 @@
 
 import click
 
+from ecoserve.bench.cli import bench
 from ecoserve.predictor.cli import predictor
 from ecoserve.serve_cli import generate, up
 from ecoserve.sim.cli import simulate
@@ -17,3 +18,4 @@ main.add_command(predictor)
 main.add_command(simulate)
 main.add_command(up)
 main.add_command(generate)
+main.add_command(bench)
