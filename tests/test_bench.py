@@ -107,9 +107,11 @@ class FakeGateway(gateway_pb2_grpc.GatewayServicer):
 
     def __init__(self) -> None:
         self.requests: list[gateway_pb2.GenerateRequest] = []
+        self.keys: list[str] = []
 
     def Generate(self, request: gateway_pb2.GenerateRequest, context: grpc.ServicerContext):  # type: ignore[no-untyped-def]
         self.requests.append(request)
+        self.keys.append(dict(context.invocation_metadata()).get("authorization", ""))
         yield gateway_pb2.GenerateResponse(request_id=len(self.requests))
         time.sleep(FIRST_DELAY)
         n = request.params.max_tokens
@@ -221,12 +223,13 @@ def test_grpc_generate_against_a_fake_gateway() -> None:
     server.start()
     specs = _specs(8, gap=0.02)
     try:
-        run = asyncio.run(run_bench(specs, BenchTarget("grpc", f"127.0.0.1:{port}"), max_duration=30))
+        run = asyncio.run(run_bench(specs, BenchTarget("grpc", f"127.0.0.1:{port}", api_key="k"), max_duration=30))
     finally:
         server.stop(0)
     sent = gateway.requests[1:]  # after the probe
     assert [r.params.max_tokens for r in sent] == [s.output_len for s in specs]
     assert all(r.params.ignore_eos and r.prompt for r in sent)
+    assert set(gateway.keys) == {"Bearer k"}
     result = bench_result(run.attempts, "gateway", 50.0, 2.0, 0.1)
     assert result.summary.completed == 8 and result.failed == 0
     assert result.output_tokens == sum(s.output_len for s in specs)

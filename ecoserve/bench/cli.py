@@ -28,7 +28,8 @@ console = Console(stderr=True)
 @click.option("--base-url", help="server root URL (http) or host:port (grpc) "
               f"[default: {DEFAULT_ADDRESS['http']} / {DEFAULT_ADDRESS['grpc']}]")
 @click.option("--model", help="model name to send [default: http: first of /v1/models; grpc: the gateway's]")
-@click.option("--api-key", envvar="OPENAI_API_KEY", help="bearer token (http) [env: OPENAI_API_KEY]")
+@click.option("--api-key", envvar="OPENAI_API_KEY",
+              help="bearer token (HTTP header, gRPC metadata) [env: OPENAI_API_KEY]")
 @click.option("--endpoint", type=click.Choice(["completions", "chat"]), default="completions", show_default=True)
 @click.option("--workload", default="azure-conv", show_default=True,
               help=f"{', '.join(workload_names())}, a prompt set ({', '.join(prompt_set_names())}), or a trace file")

@@ -32,9 +32,11 @@ def _request(model: str, prompt: str, max_tokens: int, chat: bool, ignore_eos: b
 class GrpcBackend:
     """Streams each request as one Generate call on a shared channel."""
 
-    def __init__(self, stub: gateway_pb2_grpc.GatewayStub, model: str, chat: bool, ignore_eos: bool) -> None:
+    def __init__(self, stub: gateway_pb2_grpc.GatewayStub, model: str, api_key: str | None, chat: bool,
+                 ignore_eos: bool) -> None:
         self.stub = stub
         self.model = model
+        self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
         self.chat = chat
         self.ignore_eos = ignore_eos
 
@@ -43,7 +45,7 @@ class GrpcBackend:
         attempt.sent = time.perf_counter()
         finished = False
         try:
-            async for resp in self.stub.Generate(request):
+            async for resp in self.stub.Generate(request, metadata=self.metadata):
                 now = time.perf_counter()
                 attempt.token_times.extend([now] * len(resp.token_ids))
                 if resp.finished:
@@ -62,13 +64,14 @@ class GrpcBackend:
 
 @asynccontextmanager
 async def grpc_backend(
-    address: str, model: str | None, endpoint: str, ignore_eos: str, probe_timeout: float
+    address: str, model: str | None, api_key: str | None, endpoint: str, ignore_eos: str, probe_timeout: float
 ) -> AsyncIterator[GrpcBackend]:
     """A Generate client checked with a one-token request. The proto has an ignore_eos field, so
-    "auto" means on; an empty model means the gateway's served model."""
+    "auto" means on; an empty model means the gateway's served model. The API key goes in the
+    `authorization` metadata, as the gateway reads it."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
-        backend = GrpcBackend(stub, model or "", endpoint == "chat", ignore_eos != "off")
+        backend = GrpcBackend(stub, model or "", api_key, endpoint == "chat", ignore_eos != "off")
         probe = Attempt(-1, RequestSpec(0.0, 1, 1, PROBE_PROMPT))
         try:
             async with asyncio.timeout(probe_timeout):

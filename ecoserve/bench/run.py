@@ -45,7 +45,8 @@ def _open(
     if target.protocol == "grpc":
         from ecoserve.bench.grpc_gateway import grpc_backend
 
-        return grpc_backend(target.address, target.model, target.endpoint, target.ignore_eos, probe_timeout)
+        return grpc_backend(target.address, target.model, target.api_key, target.endpoint, target.ignore_eos,
+                            probe_timeout)
     from ecoserve.bench.openai_http import http_backend
 
     return http_backend(target.address, target.model, target.api_key, target.endpoint, target.ignore_eos,
