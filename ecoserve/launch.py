@@ -60,9 +60,9 @@ class LocalCell:
             "services.worker", "--scheduler", self.address, "--name", name, "--engine", worker.engine,
             "--model", worker.model, *worker.extra])
 
-    def start_service(self, name: str, args: list[str]) -> None:
-        """Another service of the stack, `python -m services.<name> ARGS` (predictor, gateway)."""
-        self.services[name] = self._spawn(name, [f"services.{name}", *args])
+    def start_service(self, name: str, args: list[str], module: str | None = None) -> None:
+        """Another service of the stack, `python -m services.<module or name> ARGS` (predictor, gateway)."""
+        self.services[name] = self._spawn(name, [f"services.{module or name}", *args])
 
     def wait_serving(self, address: str, timeout: float = 60.0) -> None:
         """Until the gRPC health check at `address` says SERVING."""
