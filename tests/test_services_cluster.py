@@ -54,6 +54,11 @@ def test_fifty_prompts_on_two_torch_workers_finish_with_their_lengths(make_cell,
     assert stats.finished == 50 and stats.unfinished == 0
     assert all(w.iterations > 0 for w in stats.workers), "the dispatcher used both workers"
     assert all(w.used_blocks == 0 for w in stats.workers), "every block came back"
+    for w in stats.workers:  # the scheduler's per-iteration timings cover every iteration
+        t = w.timings
+        assert t.iterations == w.iterations and t.window == min(t.iterations, 4096)
+        assert 0 < t.compute_s < t.wall_s and t.policy_s > 0 and t.persist_s > 0
+        assert 0 < t.round_trip_p50_s <= t.round_trip_p99_s and 0 < t.persist_p50_s <= t.persist_p99_s
 
 
 def test_greedy_torch_output_does_not_depend_on_the_batch(make_cell, tiny_model: Path) -> None:

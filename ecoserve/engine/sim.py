@@ -35,6 +35,11 @@ class SimEngine:
         self._block_size = block_size
         self.time_scale = time_scale
         self._seqs: dict[int, _Seq] = {}
+        # time.sleep wakes late (0.1 ms typically, milliseconds on a busy host); a GPU would not.
+        # The lateness is taken back from the next steps (at most one step's time), so the
+        # engine's time per step stays the cost model's on average and the live system can be
+        # compared with the simulator.
+        self._late = 0.0
 
     @property
     def num_blocks(self) -> int:
@@ -65,10 +70,13 @@ class SimEngine:
                 shape[3] += n * it.start_pos
         self._check_blocks(items)
         outputs = [self._advance(it) for it in items]
-        delay = self.cost.iteration_time(*shape) * self.time_scale - (time.perf_counter() - started)
+        target = self.cost.iteration_time(*shape) * self.time_scale
+        delay = target - self._late - (time.perf_counter() - started)
         if delay > 0:
             time.sleep(delay)
-        return outputs, StepTiming(time.perf_counter() - started, 0.0)
+        elapsed = time.perf_counter() - started
+        self._late = min(max(0.0, self._late + elapsed - target), target)
+        return outputs, StepTiming(elapsed, 0.0)
 
     def _check_blocks(self, items: list[StepItem]) -> None:
         tokens = {rid: s.cached for rid, s in self._seqs.items()}

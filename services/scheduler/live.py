@@ -29,7 +29,9 @@ class LiveRequest:
     prompt: list[int]
     params: common_pb2.SamplingParams
     output: list[int] = field(default_factory=list)
-    finish_reason: str | None = None
+    stored: int = 0  # output tokens in Redis: the only ones clients may see
+    finish_reason: str | None = None  # decided (set with the iteration that ends it)
+    closed: bool = False  # the finish is in Redis: streams end
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -40,9 +42,14 @@ class LiveRequest:
     def finished(self) -> bool:
         return self.finish_reason is not None
 
-    def tokens(self) -> list[int]:
-        """The sequence whose KV a worker computes: prompt, then what was generated."""
-        return self.prompt + self.output
+    def token_slice(self, start: int, n: int) -> list[int]:
+        """Tokens [start, start + n) of the sequence a worker computes: the prompt, then the output."""
+        p = len(self.prompt)
+        if start + n <= p:
+            return self.prompt[start:start + n]
+        if start >= p:
+            return self.output[start - p:start - p + n]
+        return self.prompt[start:] + self.output[:start + n - p]
 
     def notify(self) -> None:
         """Wake every stream waiting on this request."""
@@ -53,8 +60,13 @@ class LiveRequest:
         return self._changed
 
     def requeue(self) -> None:
-        """Forget where it ran: it will be recomputed (prompt + output) on whatever worker gets it."""
+        """Forget where it ran: it will be recomputed (prompt + stored output) on whatever worker gets it.
+
+        Tokens Redis never got were never seen by a client; they are generated again.
+        """
         core = self.core
+        del self.output[self.stored:]
+        core.generated = self.stored
         core.phase, core.num_computed, core.worker = Phase.WAITING_PT, 0, None
 
     def engine_params(self) -> common_pb2.SamplingParams:

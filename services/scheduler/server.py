@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,8 @@ class SchedulerService:
         best.add(req)
 
     def _on_finished(self, req: LiveRequest) -> None:
+        """The finish is in Redis: the request leaves the live set and its streams end."""
+        req.closed = True
         self.live.pop(req.id, None)
         self.recent[req.id] = req
         while len(self.recent) > 10_000:
@@ -86,19 +88,20 @@ class SchedulerService:
         self.finished += 1
         req.notify()
 
-    async def _persist(self, session: WorkerSession, tokens: dict[int, list[int]], finished: list[LiveRequest]) -> None:
-        """One round trip per iteration: the ledger, the new tokens, the finishes."""
+    def _persist(self, session: WorkerSession, tokens: dict[int, list[int]], finished: list[LiveRequest]
+                 ) -> Awaitable[None]:
+        """One round trip per iteration: the ledger, the new tokens, the finishes.
+
+        Staged now, with the ledger as it is; the caller awaits the result to send it, possibly
+        after the next iteration has been planned.
+        """
         pipe = self.redis.pipeline(transaction=True)
         session.ledger.stage(pipe)
         for rid, toks in tokens.items():
             self.store.stage_tokens(pipe, rid, toks)
         for req in finished:
             self.store.stage_finish(pipe, req.id, req.finish_reason or "stop")
-        try:
-            await pipe.execute()
-        except redis.RedisError:
-            session.ledger.flush_failed()
-            raise
+        return _execute(session, pipe)
 
     # --- client RPCs -----------------------------------------------------------------------------
 
@@ -125,19 +128,21 @@ class SchedulerService:
         req = self.live.get(rid) or self.recent.get(rid) or await self.store.load(rid)
         if req is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no request {rid}")
-        if not req.finished and req.id not in self.live:  # accepted by another scheduler meanwhile
+        if not req.closed and req.id not in self.live:  # accepted by another scheduler meanwhile
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"request {rid} is not served here; retry")
         async for event in self._events(req, attach.from_index):
             yield event
 
     async def _events(self, req: LiveRequest, start: int) -> AsyncIterator[scheduler_pb2.TokenEvent]:
+        """Stored tokens from `start`, then the finish once it is stored; every token exactly once."""
         sent = start
         while True:
             changed = req.changed()
-            for i in range(sent, len(req.output)):
-                yield scheduler_pb2.TokenEvent(request_id=req.id, has_token=True, token_id=req.output[i], index=i)
-            sent = max(sent, len(req.output))
-            if req.finished:
+            while sent < req.stored:  # re-read after every yield: more may have been stored meanwhile
+                yield scheduler_pb2.TokenEvent(request_id=req.id, has_token=True, token_id=req.output[sent],
+                                               index=sent)
+                sent += 1
+            if req.closed:
                 yield scheduler_pb2.TokenEvent(request_id=req.id, index=sent, finished=True,
                                                finish_reason=req.finish_reason or "")
                 return
@@ -146,7 +151,7 @@ class SchedulerService:
     async def Cancel(self, request: Any, context: grpc.aio.ServicerContext) -> scheduler_pb2.CancelResponse:
         rid = (await _check(context, request, scheduler_pb2.CancelRequest)).request_id
         req = self.live.get(rid)
-        if req is None:
+        if req is None or req.finished:  # finished: its last iteration is being stored
             return scheduler_pb2.CancelResponse(cancelled=False)
         if req in self.pending:
             self.pending.remove(req)
@@ -168,7 +173,7 @@ class SchedulerService:
                 name=s.hello.name, engine=s.hello.engine, model=s.hello.model,
                 capacity_blocks=s.ledger.capacity, used_blocks=s.ledger.used,
                 running=len(s.sched.running), waiting=len(s.sched.waiting) + len(s.sched.gt_queue),
-                iterations=s.iteration, preemptions=s.sched.stats.preemptions,
+                iterations=s.iteration, preemptions=s.sched.stats.preemptions, timings=s.timer.to_proto(),
             )
             for s in self.sessions.values()
         ]
@@ -229,6 +234,14 @@ class SchedulerService:
             self._dispatch(req)
         if orphans:
             log.warning("worker %s lost: %d requests re-queued", session.hello.name, len(orphans))
+
+
+async def _execute(session: WorkerSession, pipe: Any) -> None:
+    try:
+        await pipe.execute()
+    except redis.RedisError:
+        session.ledger.flush_failed()
+        raise
 
 
 async def _check(context: grpc.aio.ServicerContext, request: Any, cls: Any) -> Any:

@@ -2,8 +2,9 @@
 
 Per iteration: the policy plans (WorkerScheduler.schedule), one BatchPlan goes down, one
 IterationResult comes back and is checked against the plan, WorkerScheduler.update applies it, and
-one Redis pipeline mirrors the ledger and stores the new tokens and finishes; only then are the
-tokens forwarded to the submitters.
+one Redis pipeline mirrors the ledger and stores the new tokens and finishes, while the worker
+already computes the next iteration; only once it is stored are the tokens forwarded to the
+submitters.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from ecoserve.ledger import RedisLedger
 from ecoserve.proto import worker_pb2
 from services.scheduler.live import LiveRequest
 from services.scheduler.protocol import ProtocolError, require
+from services.scheduler.timings import IterationTimer
 
+# Stages an iteration's Redis pipeline when called (the ledger as it is then); awaiting sends it.
 Persist = Callable[["WorkerSession", dict[int, list[int]], list[LiveRequest]], Awaitable[None]]
 
 
@@ -40,6 +43,7 @@ class WorkerSession:
         self.releases: set[int] = set()  # the engine must forget these before its next step
         self.introduced: set[int] = set()  # requests whose params the worker holds
         self.wake = asyncio.Event()
+        self.timer = IterationTimer()
 
     # --- called by the server --------------------------------------------------------------------
 
@@ -64,28 +68,64 @@ class WorkerSession:
     # --- the loop --------------------------------------------------------------------------------
 
     async def run(self, context: Any, on_finished: Callable[[LiveRequest], None]) -> None:
-        while True:
-            plan = self.sched.schedule(time.time())
-            failed = self._unschedulable(plan)
-            if failed:
-                await self.persist(self, {}, failed)
-                for req in failed:
-                    on_finished(req)
-                continue
-            if not plan.items and not plan.preempted and not self.releases:
-                self.wake.clear()
-                await self.wake.wait()  # a new request or a cancel
-                continue
-            self.iteration += 1
-            message = self._plan_message(plan)
-            await context.write(worker_pb2.SchedulerMessage(plan=message))
-            result = await self._read_result(context, plan)
-            finished, tokens = self._apply(plan, result)
-            await self.persist(self, tokens, finished)
-            for rid in tokens:
-                self.live[rid].notify()
-            for req in finished:
-                on_finished(req)
+        """Plan, send, read, apply; an iteration's Redis write and token delivery overlap the next one.
+
+        The next plan needs only the in-process state, so iteration k+1 goes to the worker before
+        iteration k's pipeline is sent, and the Redis round trip hides behind the worker's compute.
+        Clients still see a token only once it is in Redis (`_land`); a worker that computed on a
+        token Redis never got is dropped with the session, and that token is generated again.
+        """
+        clock = time.perf_counter
+        landing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                started = clock()
+                plan = self.sched.schedule(time.time())
+                failed = self._unschedulable(plan)
+                idle = not failed and not plan.items and not plan.preempted and not self.releases
+                if landing is not None and (failed or idle):
+                    await landing
+                    landing = None
+                if failed:
+                    await self._land(self.persist(self, {}, failed), {}, failed, on_finished)
+                    continue
+                if idle:
+                    self.wake.clear()
+                    await self.wake.wait()  # a new request or a cancel
+                    continue
+                self.iteration += 1
+                message = self._plan_message(plan)
+                sent = clock()
+                await context.write(worker_pb2.SchedulerMessage(plan=message))
+                result = await self._read_result(context, plan)
+                received = clock()
+                if landing is not None:
+                    await landing  # Redis writes stay in iteration order
+                    landing = None
+                landed = clock()
+                finished, tokens = self._apply(plan, result)
+                landing = asyncio.create_task(self._land(self.persist(self, tokens, finished), tokens, finished,
+                                                         on_finished))
+                compute = result.forward_s + result.sample_s
+                done = clock()
+                self.timer.iteration(wall=done - started, compute=compute, policy=sent - started + done - landed,
+                                     round_trip=received - sent - compute)
+        finally:
+            if landing is not None:
+                await landing
+
+    async def _land(self, flush: Awaitable[None], tokens: dict[int, list[int]], finished: list[LiveRequest],
+                    on_finished: Callable[[LiveRequest], None]) -> None:
+        """Send an iteration's Redis pipeline; once it is stored, deliver its tokens and finishes."""
+        started = time.perf_counter()
+        await flush
+        self.timer.flush(time.perf_counter() - started)
+        for rid, toks in tokens.items():
+            req = self.live[rid]
+            req.stored += len(toks)
+            req.notify()
+        for req in finished:
+            on_finished(req)
 
     def _plan_message(self, plan: BatchPlan) -> worker_pb2.BatchPlan:
         msg = worker_pb2.BatchPlan(iteration=self.iteration, release=sorted(self.releases),
@@ -93,7 +133,7 @@ class WorkerSession:
         self.releases.clear()
         for core, n in plan.items:
             req = self.live[core.id]
-            item = msg.items.add(request_id=core.id, token_ids=req.tokens()[core.num_computed:core.num_computed + n],
+            item = msg.items.add(request_id=core.id, token_ids=req.token_slice(core.num_computed, n),
                                  start_pos=core.num_computed, sample=core.num_computed + n >= core.num_tokens)
             if core.id not in self.introduced:
                 item.params.CopyFrom(req.engine_params())

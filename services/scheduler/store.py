@@ -70,7 +70,8 @@ class RequestStore:
         req = from_submit(rid, scheduler_pb2.SubmitRequest.FromString(fields[b"submit"]), self.limits)
         req.core.arrival = float(fields[b"arrival"])
         req.output = [int(t) for t in out]
-        req.core.generated = len(req.output)
+        req.stored = req.core.generated = len(req.output)
         if b"finish_reason" in fields:
             req.finish_reason = fields[b"finish_reason"].decode()
+            req.closed = True
         return req
