@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import openai
 import pytest
 
 from ecoserve.ledger.embedded import free_port
@@ -18,8 +19,10 @@ ECOSERVE = str(Path(sys.executable).parent / "ecoserve")
 
 @pytest.fixture
 def cell(tmp_path: Path):
-    port = free_port()
-    proc = subprocess.Popen([ECOSERVE, "up", "--workers", "2", "--port", str(port), "--log-dir", str(tmp_path)],
+    port, http_port = free_port(), free_port()
+    proc = subprocess.Popen([ECOSERVE, "up", "--workers", "2", "--port", str(port), "--log-dir", str(tmp_path),
+                             "--http-port", str(http_port), "--grpc-port", str(free_port()),
+                             "--predictor-port", str(free_port())],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 90
@@ -27,8 +30,8 @@ def cell(tmp_path: Path):
         while "ready" not in line:
             assert time.monotonic() < deadline and proc.poll() is None, f"up did not get ready: {line!r}"
             line = proc.stdout.readline()
-        assert f"127.0.0.1:{port}" in line and "redis://" in line
-        yield proc, port
+        assert f"127.0.0.1:{port}" in line and "redis://" in line and f"http://127.0.0.1:{http_port}/v1" in line
+        yield proc, port, http_port
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -54,9 +57,13 @@ def _descendants(pid: int) -> set[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="counts processes through /proc")
 def test_up_serves_generate_and_shuts_down_cleanly(cell) -> None:
-    proc, port = cell
+    proc, port, http_port = cell
     children = _descendants(proc.pid)
-    assert len(children) >= 4  # redis, scheduler, two workers
+    assert len(children) >= 6  # redis, predictor, scheduler, two workers, gateway
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{http_port}/v1", api_key="none", max_retries=0)
+    reply = client.completions.create(model="ecoserve-tiny-llama", prompt="Hi", max_tokens=5,
+                                      extra_body={"ignore_eos": True})
+    assert reply.usage.completion_tokens == 5
     out = subprocess.run([ECOSERVE, "generate", "--scheduler", f"127.0.0.1:{port}", "--prompt", "Hello, EcoServe",
                           "--max-tokens", "12", "--temperature", "0"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
