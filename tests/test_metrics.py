@@ -14,7 +14,7 @@ from ecoserve.metrics import (
     RequestRecord,
     RunSummary,
     capacity_limit,
-    default_e2e_bound,
+    deadline_ratio_p99,
     e2e,
     find_capacity,
     meets,
@@ -100,13 +100,16 @@ def test_summarize_edge_cases() -> None:
 
 def test_criteria() -> None:
     s = summarize(RECORDS, "p", 2.0)  # slo_attainment 0.6, e2e_p99 1.564, itl_p99 0.291
-    # Deadlines 0.5 + 0.2 * (out - 1): 0.9, 0.5, 1.3, 0.7, 1.1 -> P99 1.292.
-    assert default_e2e_bound(RECORDS) == pytest.approx(1.292)
-    assert not meets(s, RECORDS, Criterion("slo", slo_target=0.5))
+    # E2E 0.2, 0.2, 0.7, 0.7, 1.6 over deadlines 0.5 + 0.2 * (out - 1) = 0.9, 0.5, 1.3, 0.7, 1.1:
+    # ratios 0.222, 0.4, 0.538, 1.0, 1.4545 -> P99 1.0 + 0.96 * 0.4545.
+    assert deadline_ratio_p99(RECORDS) == pytest.approx(1.0 + 0.96 * (1.6 / 1.1 - 1.0))
+    assert not meets(s, RECORDS, Criterion("slo", slo_target=0.5))  # the last request is too late
+    assert meets(s, RECORDS[:4], Criterion("slo", slo_target=0.5))  # all within their deadlines
+    assert not meets(s, RECORDS, Criterion("itl", itl_p99_bound=0.3, slo_target=0.6))
     assert meets(s, RECORDS, Criterion("slo", e2e_p99_bound=2.0, slo_target=0.6))
     assert not meets(s, RECORDS, Criterion("slo", e2e_p99_bound=2.0, slo_target=0.61))
-    assert meets(s, RECORDS, Criterion("itl", itl_p99_bound=0.3, slo_target=0.6))
-    assert not meets(s, RECORDS, Criterion("itl", itl_p99_bound=0.25, slo_target=0.6))
+    assert meets(s, RECORDS, Criterion("itl", e2e_p99_bound=2.0, itl_p99_bound=0.3, slo_target=0.6))
+    assert not meets(s, RECORDS, Criterion("itl", e2e_p99_bound=2.0, itl_p99_bound=0.25, slo_target=0.6))
     assert not meets(summarize([], "p", 1.0, num_requests=1), [], Criterion("itl", slo_target=0.0))
     with pytest.raises(ValueError, match="'slo' or 'itl'"):
         Criterion("p90")  # type: ignore[arg-type]

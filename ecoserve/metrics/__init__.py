@@ -7,7 +7,7 @@ from ecoserve.metrics.capacity import (
     CapacityResult,
     Criterion,
     Probe,
-    default_e2e_bound,
+    deadline_ratio_p99,
     find_capacity,
     meets,
 )
@@ -25,7 +25,7 @@ __all__ = [
     "RequestRecord",
     "RunSummary",
     "capacity_limit",
-    "default_e2e_bound",
+    "deadline_ratio_p99",
     "e2e",
     "e2e_deadline",
     "find_capacity",

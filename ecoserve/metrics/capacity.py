@@ -9,7 +9,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from ecoserve.metrics.records import RequestRecord, e2e_deadline
+from ecoserve.metrics.records import RequestRecord, e2e, e2e_deadline
 from ecoserve.metrics.summary import RunSummary
 
 
@@ -17,7 +17,8 @@ from ecoserve.metrics.summary import RunSummary
 class Criterion:
     """Name "slo": P99 E2E <= e2e_p99_bound; "itl": P99 ITL <= itl_p99_bound; both need slo_target.
 
-    e2e_p99_bound None means default_e2e_bound(records) of the run being judged.
+    Both also need the run to keep up with its load: P99 E2E within e2e_p99_bound when one is
+    given, else 99% of requests finished within their own E2E deadline (deadline_ratio_p99 <= 1).
     """
 
     name: Literal["slo", "itl"] = "slo"
@@ -30,23 +31,22 @@ class Criterion:
             raise ValueError(f"criterion name must be 'slo' or 'itl', got {self.name!r}")
 
 
-def default_e2e_bound(records: Sequence[RequestRecord]) -> float:
-    """P99 over requests of their own E2E deadline, ttft_slo + tpot_slo * (output_len - 1)."""
+def deadline_ratio_p99(records: Sequence[RequestRecord]) -> float:
+    """P99 over requests of E2E / own E2E deadline (ttft_slo + tpot_slo * (output_len - 1))."""
     if not records:
         return math.nan
-    return float(np.percentile([e2e_deadline(r) for r in records], 99))
+    return float(np.percentile([e2e(r) / e2e_deadline(r) for r in records], 99))
 
 
 def meets(summary: RunSummary, records: Sequence[RequestRecord], criterion: Criterion) -> bool:
     """Whether one run meets the criterion; a run with nothing completed never does."""
     if summary.completed == 0 or summary.slo_attainment < criterion.slo_target:
         return False
-    if criterion.name == "itl":
-        return summary.itl_p99 <= criterion.itl_p99_bound  # NaN (unmeasured) compares False
-    bound = criterion.e2e_p99_bound
-    if bound is None:
-        bound = default_e2e_bound(records)
-    return summary.e2e_p99 <= bound
+    if criterion.name == "itl" and not summary.itl_p99 <= criterion.itl_p99_bound:
+        return False  # NaN (unmeasured) fails too
+    if criterion.e2e_p99_bound is not None:
+        return summary.e2e_p99 <= criterion.e2e_p99_bound
+    return deadline_ratio_p99(records) <= 1.0
 
 
 class Probe(NamedTuple):
