@@ -16,6 +16,7 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,12 @@ import xgboost as xgb
 from ecoserve.predictor.baselines import Baselines
 from ecoserve.predictor.errors import PredictorError
 from ecoserve.predictor.features import FeatureConfig, FeatureExtractor
+from ecoserve.predictor.forest import Forest
 from ecoserve.predictor.text_prior import TextPrior
 from ecoserve.predictor.tokenizer import TokenCounter, load_tokenizer
 
 FORMAT = "ecoserve-rl-predictor"
+FOREST_MAX_ROWS = 8  # up to this many prompts, trees are walked with numpy (forest.py)
 VERSION = 1
 
 
@@ -75,12 +78,20 @@ class RLModel:
         if len(mt) != n or len(pt) != n:
             raise ValueError("max_tokens and prompt_tokens must have one entry per prompt")
         x = self.matrix(prompts, mt, pt)
-        log_point = self.point_booster.inplace_predict(x)
-        log_upper = self.upper_booster.inplace_predict(x) + self.upper_offset
+        if n <= FOREST_MAX_ROWS:
+            log_point, log_upper = self._forest.predict(x).T
+        else:
+            log_point = self.point_booster.inplace_predict(x)
+            log_upper = self.upper_booster.inplace_predict(x)
+        log_upper = log_upper + self.upper_offset
         point = np.maximum(np.rint(np.expm1(log_point)), 1).astype(np.int64)
         upper = np.maximum(np.ceil(np.expm1(log_upper)), point).astype(np.int64)
         cap = np.array([m if m is not None and m > 0 else np.iinfo(np.int64).max for m in mt])
         return np.minimum(point, cap), np.minimum(upper, cap)
+
+    @cached_property
+    def _forest(self) -> Forest:
+        return Forest.from_boosters([self.point_booster, self.upper_booster])
 
     def set_nthread(self, nthread: int) -> None:
         for b in (self.point_booster, self.upper_booster):

@@ -1,4 +1,4 @@
-"""`python -m services.predictor --port 50053 [--redis-url redis://...] [--model PATH]`"""
+"""`python -m services.predictor --port 50053 [--redis-url redis://...] [--predictor-model PATH]`"""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=50053)
     ap.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics port (0: none)")
-    ap.add_argument("--model", help="model file [default: the model shipped in the package]")
+    ap.add_argument("--predictor-model", help="RL model file [default: the model shipped in the package]")
     ap.add_argument("--tokenizer", help="tokenizer spec overriding the model's (same fingerprint required)")
     ap.add_argument("--redis-url", help="Redis with the completion log; without it there is no retraining")
     ap.add_argument("--redis-prefix", default="ecoserve")
@@ -31,7 +31,7 @@ def main() -> None:
     learner = LearnerConfig(prefix=args.redis_prefix, window=args.train_window,
                             retrain_interval_s=args.retrain_interval, min_new=args.retrain_min_new,
                             save_path=args.save_model)
-    config = PredictorConfig(model=args.model, tokenizer=args.tokenizer, redis_url=args.redis_url, learner=learner,
+    config = PredictorConfig(model=args.predictor_model, tokenizer=args.tokenizer, redis_url=args.redis_url, learner=learner,
                              metrics_host=args.host, metrics_port=args.metrics_port)
     asyncio.run(_run(config, f"{args.host}:{args.port}"))
 

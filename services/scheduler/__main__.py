@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 
+from ecoserve.env import apply_env
 from services.scheduler.server import SchedulerConfig, serve
 
 
@@ -20,6 +21,7 @@ def main() -> None:
     ap.add_argument("--gpu", default="a100-40gb")
     ap.add_argument("--max-queue", type=int, default=100_000)
     ap.add_argument("--result-timeout", type=float, default=60.0, help="seconds a worker may take per iteration")
+    apply_env(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(levelname)s %(message)s")
     config = SchedulerConfig(redis_url=args.redis_url, policy=args.policy, cost_model=args.cost_model, gpu=args.gpu,

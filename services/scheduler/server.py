@@ -97,10 +97,7 @@ class SchedulerService:
         """
         pipe = self.redis.pipeline(transaction=True)
         session.ledger.stage(pipe)
-        for rid, toks in tokens.items():
-            self.store.stage_tokens(pipe, rid, toks)
-        for req in finished:
-            self.store.stage_finish(pipe, req.id, req.finish_reason or "stop")
+        self.store.stage(pipe, tokens, [(req.id, req.finish_reason or "stop") for req in finished])
         return _execute(session, pipe)
 
     # --- client RPCs -----------------------------------------------------------------------------
@@ -161,7 +158,7 @@ class SchedulerService:
                     break
         req.finish_reason = "abort"
         pipe = self.redis.pipeline(transaction=True)
-        self.store.stage_finish(pipe, rid, "abort")
+        self.store.stage(pipe, {}, [(rid, "abort")])
         await pipe.execute()
         self._on_finished(req)
         return scheduler_pb2.CancelResponse(cancelled=True)

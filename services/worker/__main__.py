@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
 import socket
 
 from ecoserve.engine.factory import ENGINES, EngineSpec, make_engine
+from ecoserve.env import apply_env
 from services.worker.server import Worker, WorkerIdentity
 
 
@@ -24,17 +26,22 @@ def main() -> None:
     ap.add_argument("--kv-cache-mb", type=float, help="KV memory budget (default: the engine's share of free memory)")
     ap.add_argument("--num-blocks", type=int, help="KV blocks, overriding the memory budget")
     ap.add_argument("--time-scale", type=float, default=1.0, help="sim: scale the cost model's iteration time")
+    apply_env(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {args.name} %(levelname)s %(message)s")
     spec = EngineSpec(kind=args.engine, model=args.model, device=args.device, gpu=args.gpu, block_size=args.block_size,
                       kv_cache_mb=args.kv_cache_mb, num_blocks=args.num_blocks, time_scale=args.time_scale)
     engine = make_engine(spec)
-    worker = Worker(args.scheduler, engine, WorkerIdentity(args.name, args.engine, args.model))
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: worker.stop())
     logging.getLogger("ecoserve.worker").info("%s engine, %d KV blocks of %d tokens", args.engine,
                                               engine.num_blocks, engine.block_size)
-    worker.run()
+    asyncio.run(_run(Worker(args.scheduler, engine, WorkerIdentity(args.name, args.engine, args.model))))
+
+
+async def _run(worker: Worker) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, worker.stop)
+    await worker.run()
 
 
 if __name__ == "__main__":

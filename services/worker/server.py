@@ -3,13 +3,16 @@
 The worker is a client of the scheduler's Connect stream. Every (re)connection starts from an empty
 engine, so after a scheduler restart or a broken stream nothing stale is trusted: the scheduler
 recomputes what this worker held.
+
+It runs on asyncio (grpc.aio) with the engine's step called inline: a worker does one thing at a
+time, and a plan that arrives is executed on the thread that received it, with no hand-off to
+another thread on the way in or out (each hand-off is a wake-up the plan's round trip pays for).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import queue
-import threading
 from dataclasses import dataclass
 
 import grpc
@@ -39,50 +42,49 @@ class Worker:
         self.engine = engine
         self.identity = identity
         self.params: dict[int, SamplingParams] = {}
-        self.stopping = threading.Event()
-        self._call: grpc.Future | None = None
+        self.stopping = asyncio.Event()
 
-    def run(self, max_backoff_s: float = 2.0) -> None:
+    async def run(self, max_backoff_s: float = 2.0) -> None:
         """Serve sessions until stop(); reconnect with backoff when a session ends."""
         backoff = 0.05
         while not self.stopping.is_set():
+            session = asyncio.create_task(self._session())
+            stop = asyncio.create_task(self.stopping.wait())
+            await asyncio.wait((session, stop), return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if self.stopping.is_set():
+                session.cancel()
+                break
             try:
-                self._session()
+                session.result()
                 backoff = 0.05
             except grpc.RpcError as exc:
-                if self.stopping.is_set():
-                    break
                 log.warning("session with %s ended: %s %s", self.scheduler, exc.code(), exc.details())
             except (ValueError, RuntimeError) as exc:  # the engine refused a plan: start over clean
                 log.error("plan failed, reconnecting with an empty engine: %s", exc)
             self._reset_engine()
-            self.stopping.wait(backoff)
+            try:
+                await asyncio.wait_for(self.stopping.wait(), backoff)
+            except TimeoutError:
+                pass
             backoff = min(max_backoff_s, backoff * 2)
 
     def stop(self) -> None:
         self.stopping.set()
-        if self._call is not None:
-            self._call.cancel()
 
-    def _session(self) -> None:
-        outbox: queue.Queue[worker_pb2.WorkerMessage | None] = queue.Queue()
+    async def _session(self) -> None:
         ident = self.identity
-        outbox.put(worker_pb2.WorkerMessage(hello=worker_pb2.Hello(
-            name=ident.name, capacity_blocks=self.engine.num_blocks, block_size=self.engine.block_size,
-            model=ident.model, engine=ident.engine)))
-        with grpc.insecure_channel(self.scheduler) as channel:
-            stub = scheduler_pb2_grpc.SchedulerStub(channel)
-            call = stub.Connect(iter(outbox.get, None), wait_for_ready=True)
-            self._call = call
-            try:
-                for msg in call:
-                    if msg.WhichOneof("kind") == "welcome":
-                        log.info("connected to %s as worker %d", self.scheduler, msg.welcome.worker_id)
-                    else:
-                        outbox.put(worker_pb2.WorkerMessage(result=self._execute(msg.plan)))
-            finally:
-                outbox.put(None)
-                call.cancel()
+        async with grpc.aio.insecure_channel(self.scheduler) as channel:
+            call = scheduler_pb2_grpc.SchedulerStub(channel).Connect(wait_for_ready=True)
+            await call.write(worker_pb2.WorkerMessage(hello=worker_pb2.Hello(
+                name=ident.name, capacity_blocks=self.engine.num_blocks, block_size=self.engine.block_size,
+                model=ident.model, engine=ident.engine)))
+            while (msg := await call.read()) is not grpc.aio.EOF:
+                if msg.WhichOneof("kind") == "welcome":
+                    log.info("connected to %s as worker %d", self.scheduler, msg.welcome.worker_id)
+                else:
+                    await call.write(worker_pb2.WorkerMessage(result=self._execute(msg.plan)))
+            await call  # raises the status the scheduler ended the stream with
 
     def _execute(self, plan: worker_pb2.BatchPlan) -> worker_pb2.IterationResult:
         for rid in plan.release:
