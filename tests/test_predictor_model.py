@@ -95,3 +95,16 @@ def test_error_model_samples_pairs_jointly_and_round_trips():
     again = ErrorModel.from_json(em.to_json())
     np.testing.assert_array_equal(again.upper_factors, em.upper_factors)
     assert again.source == em.source
+
+
+def test_numpy_forest_matches_xgboost_including_missing_values(shipped):
+    model = shipped.model
+    prompts = [f"List {i} reasons to learn {w}." for i in range(1, 40) for w in ("Rust", "Go")]
+    x = model.matrix(prompts, [None, 200] * 39, model.counter.count_batch(prompts))
+    max_tokens_col = np.isnan(x[:, model.features.names.index("max_tokens")])
+    assert max_tokens_col.any() and not max_tokens_col.all()  # both sides of a missing-value split
+    ours = model._forest.predict(x)
+    ref = np.stack([model.point_booster.inplace_predict(x), model.upper_booster.inplace_predict(x)], axis=1)
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+    many = prompts * 2  # above FOREST_MAX_ROWS: XGBoost's own predictor
+    assert shipped.predict(many)[: len(prompts)] == shipped.predict(prompts)

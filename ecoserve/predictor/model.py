@@ -30,7 +30,7 @@ from ecoserve.predictor.text_prior import TextPrior
 from ecoserve.predictor.tokenizer import TokenCounter, load_tokenizer
 
 FORMAT = "ecoserve-rl-predictor"
-FOREST_MAX_ROWS = 8  # up to this many prompts, trees are walked with numpy (forest.py)
+FOREST_MAX_ROWS = 64  # up to this many prompts, trees are walked with numpy (forest.py)
 VERSION = 1
 
 
