@@ -14,7 +14,7 @@ from services.scheduler.server import SchedulerConfig, serve
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m services.scheduler", description=__doc__)
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=50051)
+    ap.add_argument("--port", type=int, default=50052)
     ap.add_argument("--redis-url", required=True)
     ap.add_argument("--policy", default="ecoserve")
     ap.add_argument("--cost-model", default="llama-2-7b", help="model whose cost model prices iterations")
