@@ -1,4 +1,4 @@
-"""`python -m services.scheduler --port 50051 --redis-url redis://...`"""
+"""`python -m services.scheduler --port 50052 --redis-url redis://...`"""
 
 from __future__ import annotations
 
