@@ -18,7 +18,9 @@ from ecoserve.predictor.training import TrainConfig, train_on
 
 # Small enough for CI's two cores: fewer hash buckets and rounds, one thread (OpenMP threads
 # spinning against each other on a busy two-core box are slower than one).
-SMALL = TrainConfig(features=FeatureConfig(64, 64, 16), max_rounds=40, prior_folds=3, early_stopping=15, nthread=1)
+SMALL = TrainConfig(
+    features=FeatureConfig(64, 64, 16), max_rounds=40, prior_folds=3, early_stopping=15, nthread=1
+)
 EVAL_KEYS = {
     "n", "kendall_tau", "mae", "baseline_mean_mae", "baseline_prompt_len_mae", "bucket_accuracy",
     "quantile", "under_prediction_rate", "mean_unused_reserved_tokens", "median_relative_error",

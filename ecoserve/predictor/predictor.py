@@ -94,9 +94,12 @@ class RLPredictor:
         ]
         data: LabeledSet = label(samples, current.counter)
         recorded = current.info.get("config", {})
-        cfg = TrainConfig(**{**recorded, "seed": seed, "features": current.features, "quantile": current.quantile})
+        cfg = TrainConfig(
+            **{**recorded, "seed": seed, "features": current.features, "quantile": current.quantile}
+        )
+        info = {"data": ["completions"], "n_completions": len(data)}
         with self._retrain_lock:
-            model = train_on(data, current.counter, cfg, {"data": ["completions"], "n_completions": len(data)})
+            model = train_on(data, current.counter, cfg, info)
             if swap:
                 self.swap(model)
         return model

@@ -59,7 +59,8 @@ def _plots(ev: Evaluation, out: Path) -> list[tuple[str, str]]:
     np.add.at(conf, (buckets_of(actual), buckets_of(ev.point.astype(float))), 1)
     rows = conf.sum(axis=1, keepdims=True)
     fig, ax = plt.subplots(figsize=(6, 5))
-    im = ax.imshow(np.divide(conf, rows, out=np.zeros_like(conf), where=rows > 0), cmap="Blues", vmin=0, vmax=1)
+    share = np.divide(conf, rows, out=np.zeros_like(conf), where=rows > 0)
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     labels = [bucket_label(b) for b in range(NUM_BUCKETS)]
     ax.set_xticks(range(NUM_BUCKETS), labels, rotation=60)
     ax.set_yticks(range(NUM_BUCKETS), labels)
