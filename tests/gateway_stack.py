@@ -3,6 +3,7 @@ worker with the tiny model, gateway; on free ports, stopped afterwards."""
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import json
 from collections.abc import Iterator
@@ -79,8 +80,22 @@ def start_stack(log_dir: Path, gateway_args: tuple[str, ...] = ()) -> Iterator[S
         redis.stop()
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    yield from start_stack(tmp_path_factory.mktemp("stack"), (
-        "--max-queue", "2", "--max-prompt-tokens", "512", "--max-tokens", "1024", "--max-body-bytes", "65536",
-        "--slo-class", "interactive=0.5:0.05"))
+_shared: list[Stack] = []
+
+
+def _shared_stack(log_dir: Path) -> Stack:
+    """One stack for every gateway test module (a fixture imported into two modules would be two),
+    started on first use and stopped when the interpreter exits, as redis_server does."""
+    if not _shared:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        running = start_stack(log_dir, (
+            "--max-queue", "2", "--max-prompt-tokens", "512", "--max-tokens", "1024", "--max-body-bytes", "65536",
+            "--slo-class", "interactive=0.5:0.05"))
+        _shared.append(next(running))
+        atexit.register(running.close)  # runs start_stack's cleanup
+    return _shared[0]
+
+
+@pytest.fixture
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    return _shared_stack(tmp_path_factory.getbasetemp() / "gateway-stack")

@@ -107,7 +107,7 @@ class Frontend:
         submit = self._submit(gen, predicted)
         detok, stops = Detokenizer(self.files.tokenizer), StopStrings(gen.stop)
         rid: int | None = None
-        upstream_done = False
+        upstream_done = cancelled = False
         tokens, ttft, last = 0, None, None
         try:
             async for event in self.scheduler.stream(submit):
@@ -122,9 +122,11 @@ class Frontend:
                     self.metrics.token(None if last is None else now - last)
                     last = now
                     text, hit = stops.feed(detok.push(event.token_id))
+                    if hit:  # free the scheduler's KV now, before the client has read the last text
+                        reason, cancelled = "stop", True
+                        self._later(self.scheduler.cancel(rid))
                     yield Delta(event.token_id, text)
                     if hit:
-                        reason = "stop"
                         break
                 if event.finished:
                     upstream_done = True
@@ -139,7 +141,7 @@ class Frontend:
             self._account(gen, predicted, reason, tokens, ttft, time.monotonic() - arrival)
             yield Finished(reason, tail if upstream_done else "", len(gen.prompt_ids), tokens)
         finally:
-            if rid is not None and not upstream_done:
+            if rid is not None and not (upstream_done or cancelled):
                 self._later(self.scheduler.cancel(rid))
 
     async def _predict(self, gen: Generation) -> PredictionResult:

@@ -192,7 +192,7 @@ def create_app(frontend: Frontend, preparer: Preparer) -> FastAPI:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(reply.sse(events, include_usage), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        return await _until_done_or_gone(request, reply.collect(events), events)
+        return await _until_done_or_gone(request, reply.collect(events))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
@@ -227,7 +227,7 @@ def create_app(frontend: Frontend, preparer: Preparer) -> FastAPI:
     return BodyLimit(app, config.limits.max_body_bytes)  # type: ignore[return-value]
 
 
-async def _until_done_or_gone(request: Request, work: Awaitable[dict], events: AsyncIterator[Any]) -> Response:
+async def _until_done_or_gone(request: Request, work: Awaitable[dict]) -> Response:
     """Await the whole answer unless the client disconnects first; then stop the generation."""
     task = asyncio.ensure_future(work)
     gone = asyncio.ensure_future(_disconnected(request))
@@ -236,9 +236,8 @@ async def _until_done_or_gone(request: Request, work: Awaitable[dict], events: A
     finally:
         gone.cancel()
     if not task.done():
-        task.cancel()
+        task.cancel()  # closing the collection closes the generation, which cancels the request
         await asyncio.gather(task, return_exceptions=True)
-        await events.aclose()  # type: ignore[attr-defined]
         return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
     return JSONResponse(task.result())
 
@@ -278,15 +277,18 @@ class Reply:
 
     async def collect(self, events: AsyncIterator[Any]) -> dict:
         parts: list[str] = []
-        async for event in events:
-            if isinstance(event, Delta):
-                parts.append(event.text)
-            elif isinstance(event, Finished):
-                if event.reason.startswith("error"):
-                    raise GatewayError(ErrorKind.FAILED, f"generation failed: {event.reason}")
-                parts.append(event.text)
-                body = self._envelope([self._choice("".join(parts), event.reason, chunk=False)], chunk=False)
-                return {**body, "usage": self._usage(event)}
+        try:
+            async for event in events:
+                if isinstance(event, Delta):
+                    parts.append(event.text)
+                elif isinstance(event, Finished):
+                    if event.reason.startswith("error"):
+                        raise GatewayError(ErrorKind.FAILED, f"generation failed: {event.reason}")
+                    parts.append(event.text)
+                    body = self._envelope([self._choice("".join(parts), event.reason, chunk=False)], chunk=False)
+                    return {**body, "usage": self._usage(event)}
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
         raise GatewayError(ErrorKind.FAILED, "generation ended without a finish")
 
     async def sse(self, events: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[bytes]:
