@@ -55,7 +55,8 @@ class GatewayService:
         auth = dict(context.invocation_metadata() or ()).get("authorization", "")
         scheme, _, key = str(auth).partition(" ")
         if scheme.lower() != "bearer" or not any(secrets.compare_digest(key, k) for k in keys):
-            raise GatewayError(ErrorKind.UNAUTHORIZED, "missing or invalid API key (metadata authorization: Bearer KEY)")
+            raise GatewayError(ErrorKind.UNAUTHORIZED,
+                               "missing or invalid API key (metadata authorization: Bearer KEY)")
 
 
 def to_input(msg: gateway_pb2.GenerateRequest) -> GenerateInput:

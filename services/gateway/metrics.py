@@ -41,7 +41,8 @@ class SchedulerStats(Collector):
         label = ["model_name"], [self.model_name]
         capacity = sum(w.capacity_blocks for w in s.workers)
         values = (
-            ("vllm:num_requests_running", "Requests in the workers' running batches", sum(w.running for w in s.workers)),
+            ("vllm:num_requests_running", "Requests in the workers' running batches",
+             sum(w.running for w in s.workers)),
             ("vllm:num_requests_waiting", "Requests accepted and not running",
              sum(w.waiting for w in s.workers) + s.pending),
             ("vllm:kv_cache_usage_perc", "KV-cache usage, 0 to 1, over all workers",
@@ -62,7 +63,8 @@ class GatewayMetrics:
         self.registry = r = CollectorRegistry()
         m = ["model_name"]
         self.model_name = model_name
-        self.ttft = Histogram("vllm:time_to_first_token_seconds", "Time to first token", m, registry=r, buckets=_LATENCY)
+        self.ttft = Histogram("vllm:time_to_first_token_seconds", "Time to first token", m, registry=r,
+                              buckets=_LATENCY)
         self.tpot = Histogram("vllm:request_time_per_output_token_seconds", "Per request: (E2E - TTFT) / (tokens - 1)",
                               m, registry=r, buckets=_LATENCY)
         self.itl = Histogram("vllm:inter_token_latency_seconds", "Gap between consecutive tokens", m, registry=r,
@@ -84,8 +86,9 @@ class GatewayMetrics:
                                      "slow or down)", m, registry=r)
         self.slo = Counter("ecoserve:slo_requests", "Finished requests by SLO class and whether both targets were met",
                            [*m, "slo_class", "attained"], registry=r)
-        self.slo_ratio = Gauge("ecoserve:slo_attainment", f"Share of the last {SLO_WINDOW} finished requests of a class "
-                               "that met both targets", [*m, "slo_class"], registry=r)
+        self.slo_ratio = Gauge("ecoserve:slo_attainment",
+                               f"Share of the last {SLO_WINDOW} finished requests of a class that met both targets",
+                               [*m, "slo_class"], registry=r)
         self.scheduler = SchedulerStats(model_name)
         r.register(self.scheduler)
         self._recent: dict[str, deque[bool]] = defaultdict(lambda: deque(maxlen=SLO_WINDOW))

@@ -31,8 +31,8 @@ def main() -> None:
     learner = LearnerConfig(prefix=args.redis_prefix, window=args.train_window,
                             retrain_interval_s=args.retrain_interval, min_new=args.retrain_min_new,
                             save_path=args.save_model)
-    config = PredictorConfig(model=args.predictor_model, tokenizer=args.tokenizer, redis_url=args.redis_url, learner=learner,
-                             metrics_host=args.host, metrics_port=args.metrics_port)
+    config = PredictorConfig(model=args.predictor_model, tokenizer=args.tokenizer, redis_url=args.redis_url,
+                             learner=learner, metrics_host=args.host, metrics_port=args.metrics_port)
     asyncio.run(_run(config, f"{args.host}:{args.port}"))
 
 
