@@ -4,7 +4,8 @@ The prompt is the request's index followed by the word " hello" repeated: " hell
 in the GPT-2, Llama and DeepSeek BPE vocabularies, so n words are about n tokens without knowing
 the server's tokenizer. The leading index makes every prompt differ from its first token, so a
 server with prefix caching cannot skip the prefill of one request because another sent the same
-text. Given the served model's tokenizer, the count is made exact.
+text. Given the served model's tokenizer, the count is made as exact as the tokenizer allows:
+exact where the filler is one token, within one filler word otherwise.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ def synthetic_prompt(index: int, tokens: int, counter: TokenCounter | None = Non
     head = str(index)
     words = max(tokens - 1, 0)
     if counter is not None:
-        # Each filler word is one token, so one correction usually lands; a few more cover
-        # tokenizers that merge the head with the first word.
+        # Scale by what one filler word costs in this tokenizer (one token in the common BPE
+        # vocabularies, several in a small one), then correct for merges at the edges.
+        per_word = max(counter.count(FILLER * 64) / 64, 1.0)
+        words = max(round((tokens - counter.count(head)) / per_word), 0)
         for _ in range(4):
-            error = tokens - counter.count(head + FILLER * words)
-            if error == 0 or words + error < 0:
+            step = int((tokens - counter.count(head + FILLER * words)) / per_word)
+            if step == 0 or words + step < 0:
                 break
-            words += error
+            words += step
     return head + FILLER * words
