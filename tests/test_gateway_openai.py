@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import openai
 import pytest
@@ -115,9 +117,10 @@ def test_priority_slo_class_and_prediction_reach_the_scheduler(client: openai.Op
 
 def test_finished_requests_go_to_the_completion_log_and_metrics(client: openai.OpenAI, stack: Stack) -> None:
     reply = client.completions.create(model=MODEL, prompt="Log me", max_tokens=5, extra_body={"ignore_eos": True})
-    entries = _redis(stack).xrange("ecoserve:completions")
-    mine = [f for _, f in entries if f[b"prompt"] == b"Log me"]
-    assert mine, entries
+    deadline = time.monotonic() + 10  # the gateway appends in the background, after answering
+    while not (mine := [f for _, f in _redis(stack).xrange("ecoserve:completions") if f[b"prompt"] == b"Log me"]):
+        assert time.monotonic() < deadline, "no completion-log entry"
+        time.sleep(0.05)
     entry = mine[-1]
     assert int(entry[b"response_tokens"]) == reply.usage.completion_tokens == 5
     assert entry[b"finish_reason"] == b"length" and entry[b"model_version"] == b"base"
