@@ -89,7 +89,7 @@ def _shared_stack(log_dir: Path) -> Stack:
     if not _shared:
         log_dir.mkdir(parents=True, exist_ok=True)
         running = start_stack(log_dir, (
-            "--max-queue", "2", "--max-prompt-tokens", "512", "--max-tokens", "1024", "--max-body-bytes", "65536",
+            "--max-queue", "2", "--max-prompt-tokens", "512", "--max-tokens", "3000", "--max-body-bytes", "65536",
             "--slo-class", "interactive=0.5:0.05",
             "--predictor-timeout", "10"))  # a loaded CI machine must not turn predictions into fallbacks
         _shared.append(next(running))

@@ -33,8 +33,8 @@ def _still_serves(stack: Stack) -> None:
     (json.dumps({**GOOD, "prompt": ""}).encode(), "exactly one non-empty input"),
     (json.dumps({**GOOD, "prompt": ["a", "b"]}).encode(), "one prompt per request"),
     (json.dumps({**GOOD, "prompt": 5}).encode(), "prompt"),
-    (json.dumps({**GOOD, "max_tokens": 0}).encode(), "max_tokens must be in [1, 1024]"),
-    (json.dumps({**GOOD, "max_tokens": 5000}).encode(), "max_tokens must be in [1, 1024]"),
+    (json.dumps({**GOOD, "max_tokens": 0}).encode(), "max_tokens must be in [1, 3000]"),
+    (json.dumps({**GOOD, "max_tokens": 5000}).encode(), "max_tokens must be in [1, 3000]"),
     (json.dumps({**GOOD, "max_tokens": "many"}).encode(), "max_tokens"),
     (json.dumps({**GOOD, "temperature": -1}).encode(), "temperature"),
     (json.dumps({**GOOD, "top_p": 0}).encode(), "top_p"),
@@ -89,7 +89,7 @@ def test_grpc_bad_inputs_get_invalid_argument_or_unauthenticated(stack: Stack) -
             (lambda: list(raw(b"\x12\x02\xc3\x28", metadata=AUTH)), grpc.StatusCode.INVALID_ARGUMENT, "malformed"),
             (lambda: list(stub.Generate(gateway_pb2.GenerateRequest(), metadata=AUTH)),
              grpc.StatusCode.INVALID_ARGUMENT, "exactly one"),
-            (lambda: list(stub.Generate(gateway_pb2.GenerateRequest(prompt="x", params={"max_tokens": 2000}),
+            (lambda: list(stub.Generate(gateway_pb2.GenerateRequest(prompt="x", params={"max_tokens": 3001}),
                                         metadata=AUTH)), grpc.StatusCode.INVALID_ARGUMENT, "max_tokens"),
             (lambda: list(stub.Generate(gateway_pb2.GenerateRequest(prompt="x", params={"top_p": 2.0}),
                                         metadata=AUTH)), grpc.StatusCode.INVALID_ARGUMENT, "top_p"),
@@ -110,7 +110,7 @@ def test_grpc_bad_inputs_get_invalid_argument_or_unauthenticated(stack: Stack) -
 
 def _open_stream(stack: Stack) -> tuple[openai.Stream, int]:
     client = openai.OpenAI(base_url=stack.base_url, api_key=API_KEY, max_retries=0, timeout=60)
-    stream = client.completions.create(model=MODEL, prompt="go on", max_tokens=1000, stream=True,
+    stream = client.completions.create(model=MODEL, prompt="go on", max_tokens=3000, stream=True,
                                        extra_body={"ignore_eos": True})
     first = next(iter(stream))
     return stream, int(first.id.removeprefix("cmpl-"))
@@ -147,7 +147,7 @@ def test_full_queue_gets_429_with_retry_after_and_disconnects_cancel(stack: Stac
 def test_grpc_cancel_and_http_disconnect_without_streaming_cancel_the_request(stack: Stack) -> None:
     with grpc.insecure_channel(stack.grpc_address) as channel:
         call = gateway_pb2_grpc.GatewayStub(channel).Generate(
-            gateway_pb2.GenerateRequest(prompt="long", params={"max_tokens": 1000, "ignore_eos": True}),
+            gateway_pb2.GenerateRequest(prompt="long", params={"max_tokens": 3000, "ignore_eos": True}),
             metadata=AUTH)
         rid = next(call).request_id
         next(call)
@@ -155,7 +155,7 @@ def test_grpc_cancel_and_http_disconnect_without_streaming_cancel_the_request(st
     assert _finish_reason(stack, rid) == b"abort"
 
     before = int(redis.Redis.from_url(stack.redis.url).get("ecoserve:next_id"))
-    body = json.dumps({**GOOD, "max_tokens": 1000, "ignore_eos": True}).encode()
+    body = json.dumps({**GOOD, "max_tokens": 3000, "ignore_eos": True}).encode()
     with socket.create_connection(("127.0.0.1", stack.http_port)) as sock:
         sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Authorization: Bearer " + API_KEY.encode() + b"\r\nContent-Length: "
