@@ -47,7 +47,8 @@ def main() -> None:
     md = [
         f"# Cross-dataset evaluation (q = {args.quantile}, seed {args.seed})",
         "",
-        "| train | test | n | tau | MAE | mean-baseline MAE | prompt-len MAE | bucket acc. | under-pred. | unused |",
+        "| train | test | n | tau | MAE | mean-baseline MAE | prompt-len MAE | bucket acc. "
+        "| under-pred. | unused |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     md += [

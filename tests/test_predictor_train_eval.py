@@ -87,7 +87,8 @@ def test_cli_train_eval_predict_round_trip(tmp_path, alpaca):
     assert {"report.md", "scatter.png", "ratios.png", "buckets.png", "error_model.json"} <= {
         p.name for p in out.iterdir()
     }
-    r = runner.invoke(main, ["predictor", "predict", "--model", str(model), "--max-tokens", "5", "Write a poem."])
+    args = ["predictor", "predict", "--model", str(model), "--max-tokens", "5", "Write a poem."]
+    r = runner.invoke(main, args)
     assert r.exit_code == 0, r.output
     line = json.loads(r.output.strip().splitlines()[-1])
     assert 1 <= line["point"] <= line["upper"] <= 5

