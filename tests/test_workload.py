@@ -6,7 +6,6 @@ import csv
 import datetime
 import gzip
 import json
-import time
 from collections import Counter
 from importlib import resources
 from pathlib import Path
