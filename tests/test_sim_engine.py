@@ -21,7 +21,8 @@ def test_steps_take_the_cost_models_time_in_total() -> None:
         assert outputs[0].token_id == sim_token(1, pos + 1)
     elapsed = time.perf_counter() - started
     # Never faster than the model; late wake-ups are taken back, so the total stays close to it.
-    assert 50 * target * 0.99 <= elapsed <= 50 * target * 1.15 + 0.02
+    # The upper bound leaves room for a loaded CI machine.
+    assert 50 * target * 0.99 <= elapsed <= 50 * target * 1.5 + 0.1
 
 
 def test_time_scale_zero_does_not_sleep() -> None:
@@ -30,4 +31,4 @@ def test_time_scale_zero_does_not_sleep() -> None:
     for i in range(200):
         engine.step([StepItem(i, [1] * 16, 0, True, SamplingParams(max_tokens=1))])
         engine.release(i)
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 1.0  # sleeping the cost model's time would take 1.9 s
