@@ -213,6 +213,15 @@ def test_reload_restores_every_account_and_takes_over(redis_client: redis.Redis)
     assert _state(RedisLedger.read(redis_client, name)) == _state(reloaded)
 
 
+def test_a_flush_into_a_namespace_redis_lost_says_so(redis_client: redis.Redis) -> None:
+    led = RedisLedger.create(redis_client, unique_name("lost"), capacity=20, block_size=16)
+    led.allocate(1, 2)
+    redis_client.delete(led.meta_key, led.acct_key)  # as after a restart without persistence
+    with pytest.raises(LedgerError, match="LOST"):
+        led.flush()
+    assert redis_client.exists(led.meta_key, led.acct_key) == 0
+
+
 def test_load_of_an_unknown_worker_fails_cleanly(redis_client: redis.Redis) -> None:
     name = unique_name("absent")
     with pytest.raises(LedgerError, match="no ledger"):

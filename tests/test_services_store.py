@@ -19,7 +19,7 @@ def test_stage_appends_tokens_and_finishes_and_load_reads_them_back(redis_url: s
         submit = scheduler_pb2.SubmitRequest(prompt_token_ids=[1, 2, 3], params=common_pb2.SamplingParams(max_tokens=8))
         ids = [await store.next_id() for _ in range(3)]
         for rid in ids:
-            await store.accept(from_submit(rid, submit, Limits()), submit)
+            await store.accept(from_submit(rid, submit, Limits()))
         a, b, c = ids
         for tokens, finishes in [({a: [5, 6], b: [7]}, []), ({a: [8], c: [9]}, [(a, "length"), (b, "abort")])]:
             pipe = client.pipeline(transaction=True)

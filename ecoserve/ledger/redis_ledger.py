@@ -14,8 +14,9 @@ Redis Cluster slot):
 * `...:acct`  hash: request id -> "own held lent b1:n1,b2:n2" (its loans as lender: borrower:blocks)
 
 `epoch` fences writers: `create` and `load` bump it, and a flush from a ledger object holding an
-older epoch is refused as a whole, so a scheduler that lost its worker cannot overwrite the state
-its successor took over.
+older epoch is refused as a whole (error `STALE`), so a scheduler that lost its worker cannot
+overwrite the state its successor took over. A namespace that is gone altogether (Redis restarted
+without the data) is refused with `LOST`, so the owner knows to write its state back.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ import redis
 from ecoserve.core.kv_ledger import Account, KVLedger, LedgerError
 
 _APPLY = """
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  return redis.error_reply('LOST ledger ' .. KEYS[1] .. ' is gone (Redis lost its data)')
+elseif epoch ~= ARGV[1] then
   return redis.error_reply('STALE ledger ' .. KEYS[1] .. ' was taken over (epoch ' .. ARGV[1] .. ')')
 end
 if ARGV[4] == '1' then redis.call('DEL', KEYS[2]) end

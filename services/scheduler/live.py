@@ -28,6 +28,7 @@ class LiveRequest:
     core: Request
     prompt: list[int]
     params: common_pb2.SamplingParams
+    submit: bytes  # the SubmitRequest as received: what Redis keeps to reload the request
     output: list[int] = field(default_factory=list)
     stored: int = 0  # output tokens in Redis: the only ones clients may see
     finish_reason: str | None = None  # decided (set with the iteration that ends it)
@@ -62,10 +63,12 @@ class LiveRequest:
     def requeue(self) -> None:
         """Forget where it ran: it will be recomputed (prompt + stored output) on whatever worker gets it.
 
-        Tokens Redis never got were never seen by a client; they are generated again.
+        Tokens Redis never got were never seen by a client; they are generated again, and so is a
+        finish that was decided but not stored.
         """
         core = self.core
         del self.output[self.stored:]
+        self.finish_reason = None
         core.generated = self.stored
         core.phase, core.num_computed, core.worker = Phase.WAITING_PT, 0, None
 
@@ -113,4 +116,4 @@ def from_submit(rid: int, msg: scheduler_pb2.SubmitRequest, limits: Limits) -> L
                    prediction=prediction, slo=slo, priority=msg.priority)
     params = common_pb2.SamplingParams()
     params.CopyFrom(p)
-    return LiveRequest(core, prompt, params)
+    return LiveRequest(core, prompt, params, msg.SerializeToString())

@@ -3,7 +3,8 @@
 State that must survive a restart (requests, tokens, each worker's KV ledger) is in Redis; on start
 the scheduler reloads every unfinished request and queues it for recompute on the workers as they
 (re)connect. Worker engines start empty on every connection, so nothing a worker cached before a
-restart is trusted.
+restart is trusted. If Redis goes away, `RedisGuard` pauses writes and writes the state back when it
+returns (see recovery.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from ecoserve.core.scheduler import WorkerScheduler
 from ecoserve.ledger import RedisLedger
 from ecoserve.proto import scheduler_pb2, worker_pb2
 from services.scheduler.live import InvalidRequest, Limits, LiveRequest, from_submit
-from services.scheduler.protocol import ProtocolError, lenient, require
+from services.scheduler.protocol import ProtocolError, check_hello, lenient, require
+from services.scheduler.recovery import RedisGuard, redis_lost
 from services.scheduler.session import WorkerSession
 from services.scheduler.store import RequestStore
 
@@ -51,10 +53,12 @@ class SchedulerService:
         self.config = config
         self.cost = CostModel.load(config.cost_model, config.gpu)
         make_policy(config.policy, self.cost)  # fail at start on an unknown policy
-        self.redis = aredis.Redis.from_url(config.redis_url)
-        self.sync_redis = redis.Redis.from_url(config.redis_url)
+        # Timeouts: a Redis that hangs must fail writes (and start the repair), not stall them.
+        self.redis = aredis.Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        self.sync_redis = redis.Redis.from_url(config.redis_url, socket_timeout=2, socket_connect_timeout=2)
         self.store = RequestStore(self.redis, config.limits, config.prefix)
         self.live: dict[int, LiveRequest] = {}  # unfinished
+        self.guard = RedisGuard(self.redis, self.store, self.live)
         self.recent: OrderedDict[int, LiveRequest] = OrderedDict()  # finished, for late Attach
         self.pending: deque[LiveRequest] = deque()  # accepted, no worker yet
         self.sessions: dict[str, WorkerSession] = {}
@@ -97,8 +101,17 @@ class SchedulerService:
         """
         pipe = self.redis.pipeline(transaction=True)
         session.ledger.stage(pipe)
-        self.store.stage(pipe, tokens, [(req.id, req.finish_reason or "stop") for req in finished])
-        return _execute(session, pipe)
+        self.store.stage(pipe, tokens, [(req.id, req.finish_reason or "stop") for req in finished],
+                         fence=(session.ledger.meta_key, session.ledger.epoch))
+        return self._execute(session, pipe)
+
+    async def _execute(self, session: WorkerSession, pipe: Any) -> None:
+        try:
+            async with self.guard.writing():
+                await pipe.execute()
+        except redis.RedisError:
+            session.ledger.flush_failed()
+            raise
 
     # --- client RPCs -----------------------------------------------------------------------------
 
@@ -111,9 +124,15 @@ class SchedulerService:
             from_submit(0, submit, self.config.limits)  # validate before an id is spent
         except InvalidRequest as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        req = from_submit(await self.store.next_id(), submit, self.config.limits)
-        await self.store.accept(req, submit)
-        self.live[req.id] = req
+        if not self.guard.ready.is_set():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "Redis is unavailable; retry")
+        try:
+            async with self.guard.writing():
+                req = from_submit(await self.store.next_id(), submit, self.config.limits)
+                await self.store.accept(req)
+                self.live[req.id] = req  # before the repair could run: it writes back self.live
+        except redis.RedisError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"Redis is unavailable ({exc}); retry")
         self._dispatch(req)
         yield scheduler_pb2.TokenEvent(request_id=req.id)
         async for event in self._events(req, 0):
@@ -122,7 +141,12 @@ class SchedulerService:
     async def Attach(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[scheduler_pb2.TokenEvent]:
         attach = await _check(context, request, scheduler_pb2.AttachRequest)
         rid = attach.request_id
-        req = self.live.get(rid) or self.recent.get(rid) or await self.store.load(rid)
+        req = self.live.get(rid) or self.recent.get(rid)
+        if req is None:
+            try:
+                req = await self.store.load(rid)
+            except redis.RedisError as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"Redis is unavailable ({exc}); retry")
         if req is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no request {rid}")
         if not req.closed and req.id not in self.live:  # accepted by another scheduler meanwhile
@@ -159,7 +183,11 @@ class SchedulerService:
         req.finish_reason = "abort"
         pipe = self.redis.pipeline(transaction=True)
         self.store.stage(pipe, {}, [(rid, "abort")])
-        await pipe.execute()
+        try:
+            async with self.guard.writing():
+                await pipe.execute()
+        except redis.RedisError as exc:  # the repair writes the live set without it
+            log.warning("cancel of request %d not stored: %s", rid, exc)
         self._on_finished(req)
         return scheduler_pb2.CancelResponse(cancelled=True)
 
@@ -189,6 +217,12 @@ class SchedulerService:
             await context.abort(exc.code, exc.message)
         except ConnectionError as exc:
             log.warning("worker %s left: %s", session.hello.name if session else "?", exc)
+        except redis.RedisError as exc:
+            log.warning("worker %s: session ends on a Redis error: %s", session.hello.name if session else "?", exc)
+            if session is None and redis_lost(exc):  # a session's own writes report through the guard
+                self.guard.failed(exc)
+            code = grpc.StatusCode.UNAVAILABLE if redis_lost(exc) else grpc.StatusCode.ABORTED
+            await context.abort(code, f"Redis: {exc}")
         finally:
             if session is not None:
                 self._close(session)
@@ -202,11 +236,11 @@ class SchedulerService:
             raise ProtocolError(grpc.StatusCode.FAILED_PRECONDITION,
                                 f"the first message must be hello, got {msg.WhichOneof('kind')}")
         hello = msg.hello
-        if not hello.name or hello.capacity_blocks <= 0 or hello.block_size <= 0:
-            raise ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
-                                "hello needs a name, capacity_blocks > 0 and block_size > 0")
+        check_hello(hello)
         if hello.name in self.sessions:
             raise ProtocolError(grpc.StatusCode.ALREADY_EXISTS, f"worker {hello.name!r} is already connected")
+        if not self.guard.ready.is_set():
+            raise ProtocolError(grpc.StatusCode.UNAVAILABLE, "Redis is unavailable; reconnect later")
         self._worker_ids += 1
         ledger = RedisLedger.create(self.sync_redis, hello.name, hello.capacity_blocks, hello.block_size,
                                     self.config.prefix)
@@ -226,19 +260,14 @@ class SchedulerService:
         if self.sessions.get(session.hello.name) is session:
             del self.sessions[session.hello.name]
         orphans = [r for r in session.orphans() if r.id in self.live]
-        session.ledger.delete()
+        try:
+            session.ledger.delete()
+        except redis.RedisError as exc:  # gone with Redis, or replaced when the worker says hello again
+            log.warning("ledger of worker %s not deleted: %s", session.hello.name, exc)
         for req in orphans:
             self._dispatch(req)
         if orphans:
             log.warning("worker %s lost: %d requests re-queued", session.hello.name, len(orphans))
-
-
-async def _execute(session: WorkerSession, pipe: Any) -> None:
-    try:
-        await pipe.execute()
-    except redis.RedisError:
-        session.ledger.flush_failed()
-        raise
 
 
 async def _check(context: grpc.aio.ServicerContext, request: Any, cls: Any) -> Any:
@@ -271,7 +300,13 @@ async def serve(config: SchedulerConfig, address: str, stop: asyncio.Event) -> N
     port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
-    restored = await svc.restore()  # before serving: an Attach must find restored requests live
+    while True:  # before serving: an Attach must find restored requests live
+        try:
+            restored = await svc.restore()
+            break
+        except redis.ConnectionError as exc:
+            log.warning("waiting for Redis at %s: %s", config.redis_url, exc)
+            await asyncio.sleep(1.0)
     await server.start()
     for name in ("", SERVICE):
         await health_svc.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -44,6 +44,7 @@ class WorkerSession:
         self.introduced: set[int] = set()  # requests whose params the worker holds
         self.wake = asyncio.Event()
         self.timer = IterationTimer()
+        self.unstored: list[LiveRequest] = []  # finishes staged for Redis and not stored yet
 
     # --- called by the server --------------------------------------------------------------------
 
@@ -59,8 +60,12 @@ class WorkerSession:
         return True
 
     def orphans(self) -> list[LiveRequest]:
-        """Unfinished requests of a worker that is gone, ready to be recomputed elsewhere."""
-        reqs = [self.live[rid] for rid in self.sched.requests]
+        """Unfinished requests of a worker that is gone, ready to be recomputed elsewhere.
+
+        Requests whose finish never reached Redis count as unfinished: they run again from their
+        stored tokens.
+        """
+        reqs = [self.live[rid] for rid in self.sched.requests] + [r for r in self.unstored if not r.closed]
         for req in reqs:
             req.requeue()
         return reqs
@@ -87,7 +92,7 @@ class WorkerSession:
                     await landing
                     landing = None
                 if failed:
-                    await self._land(self.persist(self, {}, failed), {}, failed, on_finished)
+                    await self._land({}, failed, on_finished)
                     continue
                 if idle:
                     self.wake.clear()
@@ -104,8 +109,7 @@ class WorkerSession:
                     landing = None
                 landed = clock()
                 finished, tokens = self._apply(plan, result)
-                landing = asyncio.create_task(self._land(self.persist(self, tokens, finished), tokens, finished,
-                                                         on_finished))
+                landing = asyncio.create_task(self._land(tokens, finished, on_finished))
                 compute = result.forward_s + result.sample_s
                 done = clock()
                 self.timer.iteration(wall=done - started, compute=compute, policy=sent - started + done - landed,
@@ -114,11 +118,18 @@ class WorkerSession:
             if landing is not None:
                 await landing
 
-    async def _land(self, flush: Awaitable[None], tokens: dict[int, list[int]], finished: list[LiveRequest],
-                    on_finished: Callable[[LiveRequest], None]) -> None:
+    def _land(self, tokens: dict[int, list[int]], finished: list[LiveRequest],
+              on_finished: Callable[[LiveRequest], None]) -> Coroutine[Any, Any, None]:
+        """Stage an iteration's Redis pipeline now (the ledger as it is); the coroutine sends it."""
+        self.unstored = finished
+        return self._deliver(self.persist(self, tokens, finished), tokens, finished, on_finished)
+
+    async def _deliver(self, flush: Awaitable[None], tokens: dict[int, list[int]], finished: list[LiveRequest],
+                       on_finished: Callable[[LiveRequest], None]) -> None:
         """Send an iteration's Redis pipeline; once it is stored, deliver its tokens and finishes."""
         started = time.perf_counter()
         await flush
+        self.unstored = []
         self.timer.flush(time.perf_counter() - started)
         for rid, toks in tokens.items():
             req = self.live[rid]

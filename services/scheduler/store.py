@@ -13,31 +13,41 @@ expire after `finished_ttl_s`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
+import redis
 import redis.asyncio as aredis
 
 from ecoserve.proto import scheduler_pb2
 from services.scheduler.live import Limits, LiveRequest, from_submit
 
 
-# KEYS: the live set, the output list of each request with new tokens, then (hash, output list) of
-# each finished request. ARGV: ttl, how many requests have tokens, per such request its token
-# count and tokens, then per finished request its id and finish reason.
+# KEYS: a ledger's meta key ('' for no fence), the live set, the output list of each request with
+# new tokens, then (hash, output list) of each finished request. ARGV: the ledger's epoch, ttl, how
+# many requests have tokens, per such request its token count and tokens, then per finished
+# request its id and finish reason.
 _STAGE = """
-local ttl, k, a = ARGV[1], tonumber(ARGV[2]), 3
+if KEYS[1] ~= '' and redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
+  return redis.error_reply('STALE ledger ' .. KEYS[1] .. ': tokens not written')
+end
+local ttl, k, a = ARGV[2], tonumber(ARGV[3]), 4
 for i = 1, k do
   local n = tonumber(ARGV[a])
-  redis.call('RPUSH', KEYS[1 + i], unpack(ARGV, a + 1, a + n))
+  redis.call('RPUSH', KEYS[2 + i], unpack(ARGV, a + 1, a + n))
   a = a + n + 1
 end
-for j = k + 2, #KEYS, 2 do
+for j = k + 3, #KEYS, 2 do
   redis.call('HSET', KEYS[j], 'finish_reason', ARGV[a + 1])
-  redis.call('SREM', KEYS[1], ARGV[a])
+  redis.call('SREM', KEYS[2], ARGV[a])
   redis.call('EXPIRE', KEYS[j], ttl)
   redis.call('EXPIRE', KEYS[j + 1], ttl)
   a = a + 2
 end
+return 1
+"""
+_AT_LEAST = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
 return 1
 """
 
@@ -49,6 +59,7 @@ class RequestStore:
         self.limits = limits
         self.prefix = prefix
         self.finished_ttl_s = finished_ttl_s
+        self.last_id = 0  # the highest request id handed out or loaded
 
     def _req(self, rid: int) -> str:
         return f"{self.prefix}:req:{rid}"
@@ -57,25 +68,53 @@ class RequestStore:
         return f"{self.prefix}:out:{rid}"
 
     async def next_id(self) -> int:
-        return int(await self.client.incr(f"{self.prefix}:next_id"))
+        """A fresh request id; ResponseError `LOST` if the counter went back (Redis lost its data)."""
+        rid = int(await self.client.incr(f"{self.prefix}:next_id"))
+        if rid <= self.last_id:
+            raise redis.ResponseError(f"LOST id counter {self.prefix}:next_id is back at {rid}")
+        self.last_id = rid
+        return rid
 
-    async def accept(self, req: LiveRequest, submit: scheduler_pb2.SubmitRequest) -> None:
+    async def accept(self, req: LiveRequest) -> None:
         """Persist a new request before it is acknowledged."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self._req(req.id), mapping={"submit": submit.SerializeToString(), "arrival": repr(req.core.arrival)})
+        pipe.hset(self._req(req.id), mapping={"submit": req.submit, "arrival": repr(req.core.arrival)})
         pipe.sadd(f"{self.prefix}:live", req.id)
         await pipe.execute()
 
-    def stage(self, pipe: Any, tokens: dict[int, list[int]], finishes: list[tuple[int, str]]) -> None:
+    async def rewrite(self, live: Collection[LiveRequest]) -> None:
+        """Make Redis hold exactly the scheduler's unfinished requests, with their stored tokens.
+
+        After Redis lost data (restarted empty, or from an older snapshot): every unfinished
+        request again, the live set without requests finished meanwhile, and an id counter past
+        every id this store has seen, so no id is handed out twice.
+        """
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(f"{self.prefix}:live")
+        for req in live:
+            pipe.delete(self._req(req.id), self._out(req.id))
+            pipe.hset(self._req(req.id), mapping={"submit": req.submit, "arrival": repr(req.core.arrival)})
+            if req.stored:
+                pipe.rpush(self._out(req.id), *req.output[:req.stored])
+        if live:
+            pipe.sadd(f"{self.prefix}:live", *(req.id for req in live))
+        pipe.eval(_AT_LEAST, 1, f"{self.prefix}:next_id", self.last_id)
+        await pipe.execute()
+
+    def stage(self, pipe: Any, tokens: dict[int, list[int]], finishes: list[tuple[int, str]],
+              fence: tuple[str, int] | None = None) -> None:
         """Queue one Lua call on `pipe` that appends new tokens and records finishes.
 
         One command instead of one per request and four per finish: the client packs and parses
         one reply per iteration, which is most of the scheduler's Redis cost at large batches.
+        `fence` (a worker ledger's meta key and epoch) makes the call write nothing unless that
+        ledger is still this scheduler's, like the ledger's own flush in the same transaction.
         """
         if not tokens and not finishes:
             return
-        keys = [f"{self.prefix}:live", *(self._out(rid) for rid in tokens)]
-        args: list[Any] = [self.finished_ttl_s, len(tokens)]
+        meta, epoch = fence or ("", 0)
+        keys = [meta, f"{self.prefix}:live", *(self._out(rid) for rid in tokens)]
+        args: list[Any] = [epoch, self.finished_ttl_s, len(tokens)]
         for toks in tokens.values():
             args += [len(toks), *toks]
         for rid, reason in finishes:
@@ -97,6 +136,7 @@ class RequestStore:
         if b"submit" not in fields:
             return None
         req = from_submit(rid, scheduler_pb2.SubmitRequest.FromString(fields[b"submit"]), self.limits)
+        self.last_id = max(self.last_id, rid)
         req.core.arrival = float(fields[b"arrival"])
         req.output = [int(t) for t in out]
         req.stored = req.core.generated = len(req.output)
