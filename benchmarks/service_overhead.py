@@ -11,9 +11,11 @@ Run: .venv/bin/python benchmarks/service_overhead.py [--requests 1 32] [--tokens
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 
+import grpc
 from rich.console import Console
 from rich.table import Table
 
@@ -21,7 +23,7 @@ from ecoserve.client import EcoServeClient
 from ecoserve.launch import LocalCell, WorkerArgs
 from ecoserve.ledger import EmbeddedRedis
 from ecoserve.ledger.embedded import free_port
-from ecoserve.proto import scheduler_pb2
+from ecoserve.proto import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 
 
 def measure(redis_url: str, concurrent: int, tokens: int) -> tuple[float, scheduler_pb2.IterationTimings]:
@@ -31,15 +33,28 @@ def measure(redis_url: str, concurrent: int, tokens: int) -> tuple[float, schedu
         cell.start_scheduler()
         cell.start_worker("w0", WorkerArgs("sim", "llama-2-7b", ("--time-scale", "0")))
         cell.wait_ready(1)
+        elapsed = asyncio.run(_generate(cell.address, concurrent, tokens))
         with EcoServeClient(cell.address) as client:
-            started = time.perf_counter()
-            with ThreadPoolExecutor(concurrent) as pool:
-                list(pool.map(lambda _: client.generate([1] * 32, tokens), range(concurrent)))
-            elapsed = time.perf_counter() - started
             timings = client.stats().workers[0].timings
         return elapsed / timings.iterations, timings
     finally:
         cell.stop()
+
+
+async def _generate(address: str, concurrent: int, tokens: int) -> float:
+    """Seconds for `concurrent` streams of `tokens` tokens each, from one asyncio client (one
+    thread: little CPU taken from the services on the same cores)."""
+    submit = scheduler_pb2.SubmitRequest(prompt_token_ids=[1] * 32, params=common_pb2.SamplingParams(max_tokens=tokens))
+
+    async def one(stub: scheduler_pb2_grpc.SchedulerStub) -> None:
+        async for _ in stub.Submit(submit):
+            pass
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = scheduler_pb2_grpc.SchedulerStub(channel)
+        started = time.perf_counter()
+        await asyncio.gather(*(one(stub) for _ in range(concurrent)))
+        return time.perf_counter() - started
 
 
 def main() -> None:
@@ -60,7 +75,10 @@ def main() -> None:
                           ms(t.round_trip_p50_s), ms(t.round_trip_p99_s), ms(t.persist_p50_s), ms(t.persist_p99_s))
     finally:
         redis.stop()
-    Console().print(table)
+    console = Console(width=120)
+    console.print(table)
+    console.print(f"host: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (client, scheduler, worker "
+                    "and Redis share them)")
 
 
 if __name__ == "__main__":
