@@ -323,15 +323,16 @@ class EcoServePolicy(Policy):
         for req in self._pt_order(waiting, now):
             if seats <= 0:
                 return
-            n = self._chunk(plan, req.num_computed, req.pending_tokens)
-            if n <= 0:
-                return
             need = self._admission_blocks(req, bs)
-            if need > ledger.free - owed or not ledger.allocate(req.id, need):
+            if need > ledger.free - owed:
                 misses += 1
                 if cfg.single_queue or misses > cfg.lookahead:
                     return
                 continue
+            n = self._chunk(plan, req.num_computed, req.pending_tokens)
+            if n <= 0:
+                return
+            ledger.allocate(req.id, need)
             waiting.remove(req)
             sched.admit(req)
             ledger.write(req.id, req.num_computed + n)
