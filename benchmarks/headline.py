@@ -43,7 +43,7 @@ CURVE_LOADS = (0.3, 0.65, 1.2)  # further rates for the latency-vs-rate plots on
 GOODPUT_TTFT = (0.2, 1.0)  # P90 TTFT targets, s: DistServe's default, and a looser one for 7B/A100
 GOODPUT_TPOT = 0.1  # P90 TPOT target, s (DistServe's default)
 MAX_GPUS = 16
-SEARCH_RETRIES = 3  # a search whose lowest rate fails starts again a quarter lower
+SEARCH_TRIES = 4  # as Experiment.capacity: while even the low end fails, the bracket moves down 4x
 
 console = Console(stderr=True)
 
@@ -142,12 +142,12 @@ def search(
 
     found: dict[str, CapacityResult] = {}
     for name, criterion in CRITERIA.items():
-        hi = hint
-        for _ in range(SEARCH_RETRIES):
-            found[name] = find_capacity(cached, criterion, lo=hi / 4, hi=hi, rel_tol=settings.rel_tol)
+        lo, hi = hint / 4, hint
+        for _ in range(SEARCH_TRIES):
+            found[name] = find_capacity(cached, criterion, lo=lo, hi=hi, rel_tol=settings.rel_tol)
             if found[name].capacity > 0:
                 break
-            hi /= 4
+            lo, hi = lo / 4, lo
     return found
 
 
@@ -319,7 +319,7 @@ def ratio(a: CapacityResult, b: CapacityResult) -> str:
     """a's capacity over b's; when b met no rate tried, a lower bound from b's failing rate."""
     if b.capacity > 0:
         return f"{a.capacity / b.capacity:.2f}x"
-    return f"> {a.capacity / b.upper:.1f}x"
+    return f"> {a.capacity / b.upper:.1f}x" if a.capacity > 0 else "n/a"
 
 
 def at_capacity(found: CapacityResult) -> RunSummary | None:
@@ -481,12 +481,13 @@ def write_report(
         "  arrival pattern with inter-arrival times scaled to the rate; ShareGPT arrivals are Poisson.",
         f"- Response-length predictor: `{main}` (`noisy`: the real predictor's measured errors; `oracle`:",
         "  true lengths). SLOs per request: TTFT 2 s, TPOT 100 ms.",
-        "- Capacity: the highest rate meeting a criterion, found by `ecoserve.metrics.find_capacity`:",
-        "  probe limit/4, then the limit (doubling while met), then bisect to a "
-        f"{100 * settings.rel_tol:g}% bracket; a search",
-        "  whose first rate already fails restarts a quarter lower. Criterion `slo`: SLO attainment",
-        "  >= 90% and P99 E2E within the P99 of the requests' own E2E deadlines. Criterion `itl`: SLO",
-        "  attainment >= 90% and P99 inter-token latency <= 100 ms (token-level stalls count).",
+        "- Capacity: the highest rate meeting a criterion, searched as `Experiment.capacity` does: probe",
+        "  limit/4, then the limit (doubling while met), then bisect to a "
+        f"{100 * settings.rel_tol:g}% bracket; while even the",
+        "  low end fails, the bracket moves down 4x. Criteria (`ecoserve.metrics.Criterion`,",
+        "  `docs/metrics.md`): `slo` needs SLO attainment >= 90% and the run to keep up (99% of",
+        "  requests finish within their own E2E deadline); `itl` needs the same and P99 inter-token",
+        "  latency <= 100 ms, so token-level stalls count.",
         "- The limit (DESIGN section 5): the lower of the rate where mean KV occupancy fills the KV",
         "  cache and the rate where prefill plus decode fill every iteration (`Experiment.limit()`).",
         "- KVC-constrained: the paper's GPU scenario with a quarter of its KV blocks.",
