@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ecoserve.core.cost_model import CostModel
 from ecoserve.core.policies import ECOSERVE_VARIANTS
-from ecoserve.metrics import CapacityResult, Criterion, Limit, RequestRecord, RunSummary, find_capacity
+from ecoserve.metrics import CapacityResult, Criterion, Limit, RequestRecord, RunSummary, search_capacity
 from ecoserve.metrics.plots import plot_latency_vs_rate
 from ecoserve.sim.cluster import ClusterConfig
 from ecoserve.sim.experiment import Experiment
@@ -43,7 +43,6 @@ CURVE_LOADS = (0.3, 0.65, 1.2)  # further rates for the latency-vs-rate plots on
 GOODPUT_TTFT = (0.2, 1.0)  # P90 TTFT targets, s: DistServe's default, and a looser one for 7B/A100
 GOODPUT_TPOT = 0.1  # P90 TPOT target, s (DistServe's default)
 MAX_GPUS = 16
-SEARCH_TRIES = 4  # as Experiment.capacity: while even the low end fails, the bracket moves down 4x
 
 console = Console(stderr=True)
 
@@ -142,12 +141,7 @@ def search(
 
     found: dict[str, CapacityResult] = {}
     for name, criterion in CRITERIA.items():
-        lo, hi = hint / 4, hint
-        for _ in range(SEARCH_TRIES):
-            found[name] = find_capacity(cached, criterion, lo=lo, hi=hi, rel_tol=settings.rel_tol)
-            if found[name].capacity > 0:
-                break
-            lo, hi = lo / 4, lo
+        found[name] = search_capacity(cached, criterion, hint, rel_tol=settings.rel_tol)
     return found
 
 

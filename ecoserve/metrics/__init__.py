@@ -10,6 +10,7 @@ from ecoserve.metrics.capacity import (
     deadline_ratio_p99,
     find_capacity,
     meets,
+    search_capacity,
 )
 from ecoserve.metrics.limit import IterationCost, Limit, capacity_limit
 from ecoserve.metrics.records import RequestRecord, e2e, e2e_deadline, meets_slo, tpot, ttft
@@ -29,6 +30,7 @@ __all__ = [
     "e2e",
     "e2e_deadline",
     "find_capacity",
+    "search_capacity",
     "meets",
     "meets_slo",
     "summarize",

@@ -116,3 +116,22 @@ def find_capacity(
         else:
             hi = mid
     return CapacityResult(lo, hi, probes)
+
+
+def search_capacity(
+    evaluate: Evaluate,
+    criterion: Criterion,
+    hint: float,
+    rel_tol: float = 0.03,
+    tries: int = 4,
+    progress: Callable[[Probe], None] | None = None,
+) -> CapacityResult:
+    """find_capacity from [hint/4, hint] (hint: e.g. the limit); while even the low end fails,
+    the bracket moves down 4x, at most `tries` searches in all."""
+    lo, hi = hint / 4, hint
+    for _ in range(tries):
+        found = find_capacity(evaluate, criterion, lo=lo, hi=hi, rel_tol=rel_tol, progress=progress)
+        if found.capacity > 0:
+            break
+        lo, hi = lo / 4, lo
+    return found

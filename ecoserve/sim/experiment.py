@@ -14,7 +14,7 @@ from ecoserve.metrics import (
     RequestRecord,
     RunSummary,
     capacity_limit,
-    find_capacity,
+    search_capacity,
 )
 from ecoserve.sim.cluster import ClusterConfig
 from ecoserve.sim.predictions import PredictorMode
@@ -61,12 +61,5 @@ class Experiment:
         hint: float,
         progress: Callable[[Probe], None] | None = None,
     ) -> CapacityResult:
-        """Bisection from [hint/4, hint]: hi doubles while the criterion holds, and the bracket
-        moves down by 4x (at most three times) while even its low end fails."""
-        lo, hi = hint / 4, hint
-        for _ in range(4):
-            found = find_capacity(self.evaluate(policy), criterion, lo=lo, hi=hi, progress=progress)
-            if found.capacity > 0:
-                return found
-            lo, hi = lo / 4, lo
-        return found
+        """Capacity by bisection from [hint/4, hint] (see search_capacity)."""
+        return search_capacity(self.evaluate(policy), criterion, hint, progress=progress)
