@@ -95,3 +95,27 @@ def _kill_when_busy(client: EcoServeClient, cell, name: str) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"{name} never got busy")
+
+
+def test_cancel_mid_generation_ends_the_stream_and_frees_its_kv(make_cell) -> None:
+    cell = make_cell({"w0": WorkerArgs(engine="sim", model="llama-2-7b", extra=("--time-scale", "3"))})
+    jobs = [(list(range(10 + i)), 30) for i in range(4)]
+    with EcoServeClient(cell.address) as client, ThreadPoolExecutor(4) as pool:
+        others = [pool.submit(client.generate, prompt, max_tokens) for prompt, max_tokens in jobs]
+        events = client.stream(list(range(30)), 200)
+        rid = next(events).request_id
+        got, reason = [], None
+        for event in events:
+            if event.has_token:
+                got.append(event.token_id)
+                if len(got) == 5:
+                    assert client.cancel(rid)
+            if event.finished:
+                reason = event.finish_reason
+        assert reason == "abort" and 5 <= len(got) < 200
+        assert got == [sim_token(rid, 30 + i) for i in range(len(got))]
+        assert not client.cancel(rid), "already finished"
+        for (prompt, max_tokens), future in zip(jobs, others, strict=True):
+            _expect_sim_tokens(future.result(timeout=60), len(prompt), max_tokens)
+        stats = client.stats()
+    assert stats.unfinished == 0 and stats.workers[0].used_blocks == 0

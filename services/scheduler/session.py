@@ -122,18 +122,18 @@ class WorkerSession:
               on_finished: Callable[[LiveRequest], None]) -> Coroutine[Any, Any, None]:
         """Stage an iteration's Redis pipeline now (the ledger as it is); the coroutine sends it."""
         self.unstored = finished
-        return self._deliver(self.persist(self, tokens, finished), tokens, finished, on_finished)
+        grown = [(self.live[rid], len(toks)) for rid, toks in tokens.items()]  # a cancel may drop them from live
+        return self._deliver(self.persist(self, tokens, finished), grown, finished, on_finished)
 
-    async def _deliver(self, flush: Awaitable[None], tokens: dict[int, list[int]], finished: list[LiveRequest],
-                       on_finished: Callable[[LiveRequest], None]) -> None:
+    async def _deliver(self, flush: Awaitable[None], grown: list[tuple[LiveRequest, int]],
+                       finished: list[LiveRequest], on_finished: Callable[[LiveRequest], None]) -> None:
         """Send an iteration's Redis pipeline; once it is stored, deliver its tokens and finishes."""
         started = time.perf_counter()
         await flush
         self.unstored = []
         self.timer.flush(time.perf_counter() - started)
-        for rid, toks in tokens.items():
-            req = self.live[rid]
-            req.stored += len(toks)
+        for req, n in grown:
+            req.stored += n
             req.notify()
         for req in finished:
             on_finished(req)
