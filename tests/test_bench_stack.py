@@ -38,7 +38,7 @@ def test_a_200_request_bench_on_sim_workers_finishes_with_no_failures(tmp_path: 
         )
         assert bench.returncode == 0, bench.stdout + bench.stderr
         summary = json.loads((out / "summary.json").read_text())
-        assert summary["completed"] == 200 and summary["failed"] == 0
+        assert summary["completed"] == 200 and summary["failed"] == 0, summary.get("errors")
         assert 0 < summary["ttft_p50"] <= summary["ttft_p99"] and summary["request_throughput"] > 0
         assert (out / "report.md").read_text().strip()
     finally:

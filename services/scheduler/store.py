@@ -68,11 +68,17 @@ class RequestStore:
         return f"{self.prefix}:out:{rid}"
 
     async def next_id(self) -> int:
-        """A fresh request id; ResponseError `LOST` if the counter went back (Redis lost its data)."""
+        """A fresh request id; ResponseError `LOST` if the counter went back (Redis lost its data).
+
+        Concurrent calls may see their replies in either order, so an id is compared with the
+        highest one confirmed before its INCR was sent: Redis runs commands one at a time, so a
+        later INCR returns more than that unless the counter was reset.
+        """
+        floor = self.last_id
         rid = int(await self.client.incr(f"{self.prefix}:next_id"))
-        if rid <= self.last_id:
+        if rid <= floor:
             raise redis.ResponseError(f"LOST id counter {self.prefix}:next_id is back at {rid}")
-        self.last_id = rid
+        self.last_id = max(self.last_id, rid)
         return rid
 
     async def accept(self, req: LiveRequest) -> None:
