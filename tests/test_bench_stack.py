@@ -5,31 +5,21 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-from ecoserve.ledger.embedded import free_port
+from up_process import ECOSERVE, start_up
 
-ECOSERVE = str(Path(sys.executable).parent / "ecoserve")
+from ecoserve.ledger.embedded import free_port
 
 
 def test_a_200_request_bench_on_sim_workers_finishes_with_no_failures(tmp_path: Path) -> None:
     trace = tmp_path / "trace.csv"
     trace.write_text("prompt_len,output_len\n" + "".join(f"{64 + i % 64},{8 + i % 17}\n" for i in range(200)))
     http_port = free_port()
-    up = subprocess.Popen(
-        [ECOSERVE, "up", "--engine", "sim", "--workers", "2", "--port", str(free_port()),
-         "--http-port", str(http_port), "--grpc-port", str(free_port()), "--predictor-port", str(free_port()),
-         "--log-dir", str(tmp_path / "logs")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    up, _ = start_up("--engine", "sim", "--workers", "2", "--port", str(free_port()),
+                     "--http-port", str(http_port), "--grpc-port", str(free_port()),
+                     "--predictor-port", str(free_port()), "--log-dir", str(tmp_path / "logs"))
     try:
-        deadline = time.monotonic() + 90
-        line = ""
-        while "ready" not in line:
-            assert time.monotonic() < deadline and up.poll() is None, f"up did not get ready: {line!r}"
-            line = up.stdout.readline()
         out = tmp_path / "bench"
         bench = subprocess.run(
             [ECOSERVE, "bench", "--base-url", f"http://127.0.0.1:{http_port}", "--workload", str(trace),

@@ -5,31 +5,22 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import openai
 import pytest
+from up_process import ECOSERVE, start_up
 
 from ecoserve.ledger.embedded import free_port
-
-ECOSERVE = str(Path(sys.executable).parent / "ecoserve")
 
 
 @pytest.fixture
 def cell(tmp_path: Path):
     port, http_port = free_port(), free_port()
-    proc = subprocess.Popen([ECOSERVE, "up", "--workers", "2", "--port", str(port), "--log-dir", str(tmp_path),
-                             "--http-port", str(http_port), "--grpc-port", str(free_port()),
-                             "--predictor-port", str(free_port())],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, line = start_up("--workers", "2", "--port", str(port), "--log-dir", str(tmp_path),
+                          "--http-port", str(http_port), "--grpc-port", str(free_port()),
+                          "--predictor-port", str(free_port()))
     try:
-        deadline = time.monotonic() + 90
-        line = ""
-        while "ready" not in line:
-            assert time.monotonic() < deadline and proc.poll() is None, f"up did not get ready: {line!r}"
-            line = proc.stdout.readline()
         assert f"127.0.0.1:{port}" in line and "redis://" in line and f"http://127.0.0.1:{http_port}/v1" in line
         yield proc, port, http_port
     finally:

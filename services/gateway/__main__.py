@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 
 from ecoserve.env import apply_env
-from services.gateway.config import DEFAULT_SLO_CLASSES, GatewayConfig, Limits, parse_slo_class
+from services.gateway.config import (
+    DEFAULT_SLO_CLASSES,
+    GatewayConfig,
+    Limits,
+    parse_slo_class,
+)
 from services.gateway.server import serve
+from services.shell import serve_until_signalled
 
 
 def main() -> None:
@@ -50,15 +55,8 @@ def main() -> None:
         http_port=args.http_port, grpc_port=args.grpc_port, api_keys=frozenset(args.api_key), limits=limits,
         slo_classes=slo_classes, default_slo_class=args.default_slo_class,
         predictor_timeout_s=args.predictor_timeout)
-    asyncio.run(_run(config))
+    asyncio.run(serve_until_signalled(lambda stop: serve(config, stop)))
 
-
-async def _run(config: GatewayConfig) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await serve(config, stop)
 
 
 if __name__ == "__main__":

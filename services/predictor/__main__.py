@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 
 from ecoserve.env import apply_env
 from services.predictor.learner import LearnerConfig
 from services.predictor.server import PredictorConfig, serve
+from services.shell import serve_until_signalled
 
 
 def main() -> None:
@@ -33,15 +33,8 @@ def main() -> None:
                             save_path=args.save_model)
     config = PredictorConfig(model=args.predictor_model, tokenizer=args.tokenizer, redis_url=args.redis_url,
                              learner=learner, metrics_host=args.host, metrics_port=args.metrics_port)
-    asyncio.run(_run(config, f"{args.host}:{args.port}"))
+    asyncio.run(serve_until_signalled(lambda stop: serve(config, f"{args.host}:{args.port}", stop)))
 
-
-async def _run(config: PredictorConfig, address: str) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await serve(config, address, stop)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 
 from ecoserve.env import apply_env
 from services.scheduler.server import SchedulerConfig, serve
+from services.shell import serve_until_signalled
 
 
 def main() -> None:
@@ -26,15 +26,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(levelname)s %(message)s")
     config = SchedulerConfig(redis_url=args.redis_url, policy=args.policy, cost_model=args.cost_model, gpu=args.gpu,
                              max_queue=args.max_queue, result_timeout_s=args.result_timeout)
-    asyncio.run(_run(config, f"{args.host}:{args.port}"))
+    asyncio.run(serve_until_signalled(lambda stop: serve(config, f"{args.host}:{args.port}", stop)))
 
-
-async def _run(config: SchedulerConfig, address: str) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await serve(config, address, stop)
 
 
 if __name__ == "__main__":

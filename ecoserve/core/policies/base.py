@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from ecoserve.core.plan import BatchPlan
-from ecoserve.core.request import Phase, Request
+from ecoserve.core.request import Phase, Request, blocks_for
 
 if TYPE_CHECKING:
     from ecoserve.core.scheduler import WorkerScheduler
@@ -40,3 +40,26 @@ class Policy(ABC):
 def crosses_block(computed: int, target: int, block_size: int) -> bool:
     """Whether writing KV up to `target` tokens needs a block beyond those holding `computed`."""
     return -(-target // block_size) > -(-computed // block_size)
+
+
+def grow_or_preempt_newest(sched: WorkerScheduler, req: Request, target: int, plan: BatchPlan) -> bool:
+    """Give `req` blocks on demand for `target` tokens, preempting the newest running request
+    until they fit (vLLM's rule). False if `req` itself was the one preempted."""
+    ledger = sched.ledger
+    while not ledger.allocate(req.id, max(0, blocks_for(target, ledger.block_size) - ledger.room(req.id))):
+        victim = sched.running[-1]
+        sched.preempt(victim)
+        plan.preempted.append(victim)
+        if victim is req:
+            return False
+    ledger.write(req.id, target)
+    return True
+
+
+def admit_head(sched: WorkerScheduler, plan: BatchPlan, num_tokens: int) -> None:
+    """Admit the head of the waiting queue, whose blocks are already allocated, computing
+    `num_tokens` of it in this iteration."""
+    req = sched.waiting.pop(0)
+    sched.ledger.write(req.id, req.num_computed + num_tokens)
+    sched.admit(req)
+    plan.add(req, num_tokens)

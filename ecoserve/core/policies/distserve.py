@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ecoserve.core.plan import BatchPlan
-from ecoserve.core.policies.base import Policy
+from ecoserve.core.policies.base import Policy, admit_head
 from ecoserve.core.request import Phase, Request, blocks_for
 
 if TYPE_CHECKING:
@@ -46,10 +46,7 @@ class DistServePrefillPolicy(Policy):
             n = req.pending_tokens
             if (plan and n > budget) or not ledger.allocate(req.id, blocks_for(req.num_tokens, ledger.block_size)):
                 break
-            ledger.write(req.id, req.num_tokens)
-            waiting.pop(0)
-            sched.admit(req)
-            plan.add(req, n)
+            admit_head(sched, plan, n)
             budget -= n
         return plan
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ecoserve.core.plan import BatchPlan
-from ecoserve.core.policies.base import Policy
+from ecoserve.core.policies.base import Policy, admit_head
 from ecoserve.core.request import blocks_for
 
 if TYPE_CHECKING:
@@ -46,9 +46,6 @@ class OrcaPolicy(Policy):
             n = req.num_tokens
             if n > budget or not ledger.allocate(req.id, blocks_for(req.prompt_len + req.max_tokens, bs)):
                 break
-            ledger.write(req.id, n)
-            waiting.pop(0)
-            sched.admit(req)
-            plan.add(req, n)
+            admit_head(sched, plan, n)
             budget -= n
         return plan

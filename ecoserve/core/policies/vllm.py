@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ecoserve.core.plan import BatchPlan
-from ecoserve.core.policies.base import Policy, crosses_block
+from ecoserve.core.policies.base import (
+    Policy,
+    admit_head,
+    crosses_block,
+    grow_or_preempt_newest,
+)
 from ecoserve.core.request import blocks_for
 
 if TYPE_CHECKING:
@@ -53,7 +58,6 @@ class VllmPolicy(Policy):
             decodes = [r.num_tokens for r in running if r.pending_tokens == 1]
             prefill = self.cost.prefill_budget(len(decodes), sum(decodes), cfg.iteration_target)
             budget = min(budget, len(decodes) + max(prefill, 0 if decodes else 256))
-        preempted = False
 
         i = 0
         while i < len(running) and budget > 0:
@@ -62,23 +66,14 @@ class VllmPolicy(Policy):
             if cfg.long_prefill_token_threshold:
                 n = min(n, cfg.long_prefill_token_threshold)
             target = req.num_computed + n
-            if crosses_block(req.num_computed, target, bs):
-                while not ledger.allocate(req.id, max(0, blocks_for(target, bs) - ledger.room(req.id))):
-                    victim = running[-1]
-                    sched.preempt(victim)
-                    plan.preempted.append(victim)
-                    preempted = True
-                    if victim is req:
-                        break
-                if preempted and plan.preempted[-1] is req:
-                    break
-                ledger.write(req.id, target)
+            if crosses_block(req.num_computed, target, bs) and not grow_or_preempt_newest(sched, req, target, plan):
+                break
             plan.add(req, n)
             budget -= n
             i += 1
 
-        if preempted:
-            return plan
+        if plan.preempted:
+            return plan  # no admissions in a step that preempted
         watermark = int(cfg.watermark * ledger.capacity)
         waiting = sched.waiting
         while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
@@ -90,9 +85,6 @@ class VllmPolicy(Policy):
             if whole > ledger.free - watermark:
                 break
             ledger.allocate(req.id, blocks_for(n, bs))
-            ledger.write(req.id, n)
-            waiting.pop(0)
-            sched.admit(req)
-            plan.add(req, n)
+            admit_head(sched, plan, n)
             budget -= n
         return plan

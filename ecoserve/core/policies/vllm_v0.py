@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ecoserve.core.plan import BatchPlan
-from ecoserve.core.policies.base import Policy, crosses_block
+from ecoserve.core.policies.base import (
+    Policy,
+    admit_head,
+    crosses_block,
+    grow_or_preempt_newest,
+)
 from ecoserve.core.request import blocks_for
 
 if TYPE_CHECKING:
@@ -51,10 +56,7 @@ class VllmV0Policy(Policy):
             if n > budget or ledger.free - blocks < watermark:
                 break
             ledger.allocate(req.id, blocks)
-            ledger.write(req.id, n)
-            waiting.pop(0)
-            sched.admit(req)
-            plan.add(req, n)
+            admit_head(sched, plan, n)
             budget -= n
         return plan
 
@@ -67,18 +69,8 @@ class VllmV0Policy(Policy):
         while i < len(running):
             req = running[i]
             target = req.num_computed + 1
-            if crosses_block(req.num_computed, target, bs):
-                preempted_self = False
-                while not ledger.allocate(req.id, max(0, blocks_for(target, bs) - ledger.room(req.id))):
-                    victim = running[-1]
-                    sched.preempt(victim)
-                    plan.preempted.append(victim)
-                    if victim is req:
-                        preempted_self = True
-                        break
-                if preempted_self:
-                    break
-                ledger.write(req.id, target)
+            if crosses_block(req.num_computed, target, bs) and not grow_or_preempt_newest(sched, req, target, plan):
+                break
             plan.add(req, 1)
             i += 1
         return plan
