@@ -25,3 +25,50 @@ def native_rate(arrival: np.ndarray) -> float:
 def rescale(arrival: np.ndarray, rate: float) -> np.ndarray:
     """Stretch or compress gaps by native_rate/rate, so the slice's mean rate becomes `rate`."""
     return (arrival - arrival[0]) * (native_rate(arrival) / rate)
+
+
+# Resolutions tried, coarsest first: 1000 s down to 1 ns.
+_RESOLUTIONS = tuple(10.0**k for k in range(3, -10, -1))
+
+
+def timestamp_resolution(arrival: np.ndarray) -> float | None:
+    """The coarsest power of ten (1 ns to 1000 s), no larger than the smallest gap between
+    distinct stamps, that every stamp is a whole multiple of.
+
+    None when the stamps are finer than 1 ns (e.g. generated floats) or all equal.
+    """
+    stamps = np.asarray(arrival, dtype=np.float64)
+    gaps = np.diff(np.unique(stamps))
+    if len(gaps) == 0:
+        return None
+    smallest = float(gaps.min())
+    slack = 8 * np.finfo(np.float64).eps * np.abs(stamps)  # float error of a parsed stamp
+    for res in _RESOLUTIONS:
+        if res > smallest * (1 + 1e-9):
+            continue
+        quotient = stamps / res
+        if np.all(np.abs(quotient - np.rint(quotient)) <= slack / res + 1e-6):
+            return res
+    return None
+
+
+def count_ties(arrival: np.ndarray) -> int:
+    """Requests whose stamp equals another request's (arrival is sorted)."""
+    same = np.diff(arrival) == 0
+    if not same.any():
+        return 0
+    shared = np.zeros(len(arrival), dtype=bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    return int(shared.sum())
+
+
+def spread_within(arrival: np.ndarray, resolution: float, rng: np.random.Generator) -> np.ndarray:
+    """Each stamp t becomes a uniform draw in [t, t + resolution): where a stamp was recorded.
+
+    Coarse stamps put many requests at the same instant, a burst no client sent, which rate
+    scaling keeps at any rate. Stamps are multiples of `resolution`, so sorting the draws reorders
+    requests only within one stamp; the first request stays at 0.
+    """
+    spread = np.sort(arrival + rng.uniform(0.0, resolution, size=len(arrival)))
+    return spread - spread[0]

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ecoserve.workload.arrivals import gamma_arrivals, native_rate, rescale
+from ecoserve.workload.arrivals import (
+    count_ties,
+    gamma_arrivals,
+    native_rate,
+    rescale,
+    spread_within,
+    timestamp_resolution,
+)
 from ecoserve.workload.builtin import builtin_names, builtin_trace
 from ecoserve.workload.custom import read_trace_file
 from ecoserve.workload.spec import RequestSpec
@@ -40,6 +47,16 @@ def _check_args(num_requests: int | None, rate: float | None, burstiness: float,
         raise ValueError(f"start must be >= 0, got {start}")
 
 
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """Requests to send, and what was done to the trace's rows to get them."""
+
+    specs: list[RequestSpec]
+    skipped_overlong: int = 0  # rows passed over because prompt + output exceed max_len
+    tie_resolution: float | None = None  # s; set when tied stamps were spread within it
+    tied: int = 0  # requests whose arrival stamp another request shared
+
+
 def load_workload(
     name_or_path: str,
     num_requests: int | None = None,
@@ -47,40 +64,77 @@ def load_workload(
     seed: int = 0,
     burstiness: float = 1.0,
     start: int = 0,
+    max_len: int | None = None,
+    spread_ties: bool = True,
 ) -> list[RequestSpec]:
+    """select_workload's requests (see there)."""
+    return select_workload(name_or_path, num_requests, rate, seed, burstiness, start, max_len, spread_ties).specs
+
+
+def _fitting(rows: np.ndarray, trace: Trace, max_len: int | None) -> np.ndarray:
+    if max_len is None:
+        return rows
+    return rows[trace.prompt_len[rows] + trace.output_len[rows] <= max_len]
+
+
+def select_workload(
+    name_or_path: str,
+    num_requests: int | None = None,
+    rate: float | None = None,
+    seed: int = 0,
+    burstiness: float = 1.0,
+    start: int = 0,
+    max_len: int | None = None,
+    spread_ties: bool = True,
+) -> Workload:
     """Requests sorted by arrival, the first at 0 s.
 
     Timed traces (azure-*, files with `arrival`): rows start.. in trace order, native timing, or
     gaps scaled so the slice's mean rate is `rate`. Length sets (sharegpt, arxiv, files without
     `arrival`): a seeded shuffle of the rows, from position `start`, with Gamma(burstiness) gaps of
     mean 1/rate; `rate` is required.
+
+    max_len: rows whose prompt + output exceed it are passed over (counted in skipped_overlong),
+    so all `num_requests` fit and the rate is the rate of the requests that run.
+    spread_ties: when stamps repeat, each stamp is spread uniformly (seeded) within the trace's
+    timestamp resolution before scaling, since coarse stamps make bursts no client sent.
     """
     _check_args(num_requests, rate, burstiness, start)
     trace = _trace(name_or_path)
-    available = len(trace) - start
+    rng = np.random.default_rng(seed)
+    order = np.arange(len(trace)) if trace.arrival is not None else rng.permutation(len(trace))
+    candidates = _fitting(order[start:], trace, max_len)
+    available = len(candidates)
     count = available if num_requests is None else num_requests
     if count < 1 or count > available:
+        fit = "" if max_len is None else f" within {max_len} tokens"
         raise ValueError(
             f"{name_or_path}: asked for {count} requests from offset {start}, "
-            f"but it has {len(trace)} rows"
+            f"but it has {len(trace)} rows ({available}{fit} from there)"
         )
-    rng = np.random.default_rng(seed)
+    rows = candidates[:count]
+    last = start + int(np.flatnonzero(order[start:] == rows[-1])[0])
+    skipped = (last - start + 1) - count
+    resolution, tied = None, 0
     if trace.arrival is None:
         if rate is None:
             raise ValueError(f"{name_or_path} has no timestamps: give a rate (requests/s)")
-        rows = rng.permutation(len(trace))[start : start + count]
         arrival = gamma_arrivals(count, rate, burstiness, rng)
     else:
         if burstiness != 1.0:
             raise ValueError(
                 f"{name_or_path} replays its own arrival times; burstiness applies only to length sets"
             )
-        rows = np.arange(start, start + count)
-        arrival = trace.arrival[rows] - trace.arrival[start]
+        arrival = trace.arrival[rows] - trace.arrival[rows[0]]
+        tied = count_ties(arrival)
+        if tied and spread_ties:
+            resolution = timestamp_resolution(trace.arrival)
+            if resolution is not None:
+                arrival = spread_within(arrival, resolution, rng)
         if rate is not None and count > 1:
             arrival = rescale(arrival, rate)
     prompts = [None] * count if trace.prompt is None else [trace.prompt[i] for i in rows]
-    return [
+    specs = [
         RequestSpec(a, p, o, text)
         for a, p, o, text in zip(
             arrival.tolist(),
@@ -89,6 +143,7 @@ def load_workload(
             prompts,
         )
     ]
+    return Workload(specs, skipped, resolution, tied)
 
 
 @dataclass(frozen=True, slots=True)
