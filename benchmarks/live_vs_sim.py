@@ -138,7 +138,7 @@ def main() -> None:
     specs = [s for s in exp.specs(args.rate) if s.prompt_len + s.output_len <= cost.model.max_model_len]
     simulated = exp.run(args.policy, args.rate)
     sim = simulated.summary(args.policy, args.rate)
-    console.print(f"simulated {sim.completed} requests ({simulated.too_long} too long); running them live "
+    console.print(f"simulated {sim.completed} requests ({simulated.rejected_overlong} rejected: over the context); running them live "
                   f"for about {specs[-1].arrival:.0f} s ...")
     load_before = os.getloadavg()[0]
     records, lag, stats = run_live(exp, specs, blocks, args.policy)

@@ -40,8 +40,8 @@ def main(policy: str, workload: str, model: str, gpu: str, num_workers: int, pre
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     summary = result.summary(policy, rate=len(specs) / specs[-1].arrival)
     print(f"policy            {policy} on {num_workers} x {gpu}, {model}, predictor {predictor}")
-    print(f"requests          {len(specs)} in the trace, {result.num_requests} served, "
-          f"{result.too_long} over the model's context")
+    print(f"requests          {len(specs)} in the trace, {len(result.records)} served, "
+          f"{result.rejected_overlong} rejected (over the model's context)")
     print(f"simulated seconds {result.sim_seconds:.0f}")
     print(f"wall seconds      {wall:.1f} (event loop {result.wall_seconds:.1f}); CPU seconds {cpu:.1f}")
     print(f"speedup           {result.sim_seconds / wall:.0f}x real time")

@@ -13,7 +13,13 @@ from ecoserve.metrics.records import RequestRecord, e2e, meets_slo, tpot, ttft
 
 @dataclass(slots=True)
 class RunSummary:
-    """Times in seconds, rates in per second. Latency stats cover completed requests only."""
+    """Times in seconds, rates in per second. Latency stats cover completed requests only.
+
+    num_requests counts every request offered, `rejected` ones included (refused at arrival,
+    as a server answers 400: longer than the model's context, or than a worker's whole KV);
+    SLO attainment is over all of them. `truncated`: prompts cut to fit the context; `dropped`:
+    trace rows passed over before the run (not offered, not in num_requests).
+    """
 
     policy: str
     rate: float
@@ -40,6 +46,9 @@ class RunSummary:
     kv_util_mean: float = 0.0
     sched_us_per_iter: float = 0.0
     sim_speedup: float = 0.0
+    rejected: int = 0
+    truncated: int = 0
+    dropped: int = 0
 
     def to_dict(self) -> dict[str, float | int | str | None]:
         """Plain dict for JSON; NaN/inf (no completed request) become null, as JSON has no NaN."""
@@ -76,18 +85,24 @@ def summarize(
     kv_util_mean: float = 0.0,
     sched_us_per_iter: float = 0.0,
     sim_speedup: float = 0.0,
+    rejected: int = 0,
+    truncated: int = 0,
+    dropped: int = 0,
 ) -> RunSummary:
     """Summarize completed requests of a run that sent `num_requests` (default: len(records)).
 
     Requests that never completed are absent from `records`; they count as missing their SLO
-    (slo_attainment divides by num_requests) and are left out of the latency percentiles.
+    (slo_attainment divides by num_requests) and are left out of the latency percentiles;
+    `rejected` of them were refused at arrival.
     TPOT percentiles skip one-token requests, which have no TPOT (0 if none has more).
     `preemptions` defaults to the sum over records; pass the simulator's count to include
     requests that did not complete.
     """
     sent = len(records) if num_requests is None else num_requests
-    if sent < len(records):
-        raise ValueError(f"num_requests={sent} is less than the {len(records)} completed records")
+    if sent < len(records) + rejected:
+        raise ValueError(
+            f"num_requests={sent} is less than the {len(records)} completed records plus {rejected} rejected"
+        )
     # With no second token anywhere, TPOT and ITL are 0 (nothing to wait for), as in vLLM.
     no_gap = math.nan if not records else 0.0
     ttfts = np.array([ttft(r) for r in records])
@@ -126,4 +141,7 @@ def summarize(
         kv_util_mean=kv_util_mean,
         sched_us_per_iter=sched_us_per_iter,
         sim_speedup=sim_speedup,
+        rejected=rejected,
+        truncated=truncated,
+        dropped=dropped,
     )

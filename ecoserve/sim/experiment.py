@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ecoserve.core.cost_model import CostModel
+from ecoserve.core.hardware import get_model
 from ecoserve.metrics import (
     CapacityResult,
     Criterion,
@@ -18,41 +19,69 @@ from ecoserve.metrics import (
 )
 from ecoserve.sim.cluster import ClusterConfig
 from ecoserve.sim.predictions import PredictorMode
-from ecoserve.sim.simulator import SimResult, Simulator
-from ecoserve.workload import RequestSpec, load_workload
+from ecoserve.sim.simulator import OverlongMode, SimResult, Simulator, fit_to_context
+from ecoserve.workload import RequestSpec, Workload, select_workload
 
 
 @dataclass(frozen=True, slots=True)
 class Experiment:
+    """One workload on one cluster. `overlong` says what happens to requests longer than the
+    model's context (Simulator.make_requests); with "drop" they are passed over when the rows are
+    selected, so the rate is the rate of the requests that run."""
+
     workload: str = "azure-conv"
     num_requests: int | None = 1000
     seed: int = 0
     burstiness: float = 1.0
     predictor: PredictorMode = "noisy"
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    start: int = 0  # first row (timed traces) or shuffle position (length sets)
+    overlong: OverlongMode = "reject"
+    spread_ties: bool = True
+
+    @property
+    def max_len(self) -> int:
+        return get_model(self.cluster.model).max_model_len
+
+    def select(self, rate: float | None) -> Workload:
+        return select_workload(
+            self.workload, self.num_requests, rate, self.seed, self.burstiness, self.start,
+            max_len=self.max_len if self.overlong == "drop" else None, spread_ties=self.spread_ties,
+        )
 
     def specs(self, rate: float | None) -> list[RequestSpec]:
-        return load_workload(self.workload, self.num_requests, rate, self.seed, self.burstiness)
+        return self.select(rate).specs
 
     def run(self, policy: str, rate: float, progress: Callable[[int], None] | None = None) -> SimResult:
+        selected = self.select(rate)
         sim = Simulator(replace(self.cluster, policy=policy), self.seed)
-        return sim.run(self.specs(rate), self.predictor, progress)
+        result = sim.run(selected.specs, self.predictor, progress, self.overlong)
+        return replace(result, dropped=selected.skipped_overlong)
 
-    def evaluate(self, policy: str) -> Callable[[float], tuple[RunSummary, list[RequestRecord]]]:
+    def evaluate(
+        self, policy: str, progress: Callable[[int], None] | None = None
+    ) -> Callable[[float], tuple[RunSummary, list[RequestRecord]]]:
         def evaluate(rate: float) -> tuple[RunSummary, list[RequestRecord]]:
-            result = self.run(policy, rate)
+            result = self.run(policy, rate, progress)
             return result.summary(policy, rate), result.records
 
         return evaluate
 
     def limit(self) -> Limit:
-        """The capacity bound of DESIGN section 5 for this workload on the whole cluster."""
+        """The capacity bound of DESIGN section 5 for this workload on the whole cluster, in the
+        rate of requests offered: rejected requests cost nothing, so with overlong="reject" the
+        bound over the requests that run is divided by the share that fits."""
         cost = CostModel.load(self.cluster.model, self.cluster.gpu, self.cluster.tp)
         blocks = self.cluster.kv_blocks or cost.kv_capacity_blocks(self.cluster.block_size, self.cluster.mem_fraction)
-        specs = [s for s in self.specs(1.0) if s.prompt_len + s.output_len <= cost.model.max_model_len]
-        one = capacity_limit(specs, cost, blocks * self.cluster.block_size, max_batch=1024)
-        workers = self.cluster.num_workers
-        return replace(one, kv_bound=one.kv_bound * workers, compute_bound=one.compute_bound * workers)
+        offered = self.specs(1.0)
+        max_len = cost.model.max_model_len
+        if self.overlong == "truncate":
+            served = [s if s.prompt_len + s.output_len <= max_len else fit_to_context(s, max_len) for s in offered]
+        else:
+            served = [s for s in offered if s.prompt_len + s.output_len <= max_len]
+        one = capacity_limit(served, cost, blocks * self.cluster.block_size, max_batch=1024)
+        scale = self.cluster.num_workers * len(offered) / len(served)
+        return replace(one, kv_bound=one.kv_bound * scale, compute_bound=one.compute_bound * scale)
 
     def capacity(
         self,

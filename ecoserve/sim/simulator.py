@@ -12,7 +12,8 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 
@@ -29,18 +30,28 @@ from ecoserve.workload import RequestSpec
 _ITERATION_DONE, _HANDOFF = 0, 1
 
 
+OverlongMode = Literal["reject", "drop", "truncate"]
+OVERLONG_MODES: tuple[str, ...] = ("reject", "drop", "truncate")
+
+
 @dataclass(slots=True)
 class SimResult:
     records: list[RequestRecord]
-    num_requests: int  # requests the model can serve (prompt + output within its context)
-    too_long: int  # requests left out because they exceed the model's context
-    rejected: int  # served requests refused because they exceed a worker's whole KV cache
+    num_requests: int  # requests offered, rejected ones included
+    rejected_overlong: int  # refused at arrival: prompt + output exceed the model's context
+    rejected_kv: int  # refused because they need more KV than a worker's whole cache
+    truncated: int  # prompts cut to fit the context (overlong="truncate")
     stats: SchedulerStats
     sim_seconds: float
     wall_seconds: float
     sched_seconds: float
     kv_timeline: tuple[np.ndarray, np.ndarray]  # (time, written share of KV) of worker 0
     kv_util_mean: float  # time-weighted written share of KV, averaged over workers
+    dropped: int = 0  # trace rows passed over before the run (overlong="drop", set by Experiment)
+
+    @property
+    def rejected(self) -> int:
+        return self.rejected_overlong + self.rejected_kv
 
     def summary(self, policy: str, rate: float) -> RunSummary:
         return summarize(
@@ -53,7 +64,17 @@ class SimResult:
             kv_util_mean=self.kv_util_mean,
             sched_us_per_iter=1e6 * self.sched_seconds / max(self.stats.iterations, 1),
             sim_speedup=self.sim_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0,
+            rejected=self.rejected,
+            truncated=self.truncated,
+            dropped=self.dropped,
         )
+
+
+def fit_to_context(spec: RequestSpec, max_len: int) -> RequestSpec:
+    """The request with its prompt cut (from the front, keeping the latest tokens, as
+    truncate_prompt_tokens does) so prompt + output fit; the output too if it alone does not."""
+    output = min(spec.output_len, max_len - 1)
+    return replace(spec, prompt_len=min(spec.prompt_len, max_len - output), output_len=output)
 
 
 class Simulator:
@@ -68,7 +89,8 @@ class Simulator:
         self._plans: dict[int, BatchPlan] = {}
         self._rr = itertools.cycle(range(len(self._entry_workers())))
         self._records: list[RequestRecord] = []
-        self._rejected = 0
+        self._rejected_kv = 0
+        self._progress: Callable[[int], None] | None = None
         self._sched_seconds = 0.0
         self._kv_time = [0.0] * len(self.workers)
         self._kv_area = [0.0] * len(self.workers)
@@ -77,12 +99,29 @@ class Simulator:
     # --- building requests -------------------------------------------------------------------
 
     def make_requests(
-        self, specs: Sequence[RequestSpec], predictor: PredictorMode = "noisy"
-    ) -> tuple[list[Request], int]:
-        """Requests the model can serve (prompt + output within its context), and how many were not."""
+        self,
+        specs: Sequence[RequestSpec],
+        predictor: PredictorMode = "noisy",
+        overlong: OverlongMode = "reject",
+    ) -> tuple[list[Request], int, int]:
+        """Requests to run, how many were refused for exceeding the model's context, how many cut.
+
+        reject: such a request is refused at arrival, as the gateway answers 400; it is offered
+        and counts as a miss, but takes no GPU time. truncate: its prompt is cut to fit. drop is
+        the caller's: pass only the rows that fit (Experiment selects them before timing them).
+        """
         max_len = self.cost.model.max_model_len
-        fit = [s for s in specs if s.prompt_len + s.output_len <= max_len]
-        preds = make_predictions(np.array([s.output_len for s in fit] or [1]), predictor, self.rng)
+        fits = [s.prompt_len + s.output_len <= max_len for s in specs]
+        if overlong == "truncate":
+            run = [s if ok else fit_to_context(s, max_len) for s, ok in zip(specs, fits)]
+        elif overlong in ("reject", "drop"):
+            run = [s for s, ok in zip(specs, fits) if ok]
+        else:
+            raise ValueError(f"unknown overlong mode {overlong!r}; choose from {', '.join(OVERLONG_MODES)}")
+        if overlong == "drop" and len(run) < len(specs):
+            raise ValueError(f"{len(specs) - len(run)} requests exceed the {max_len}-token context; "
+                             "with overlong='drop' select only rows that fit")
+        preds = make_predictions(np.array([s.output_len for s in run] or [1]), predictor, self.rng)
         reqs = [
             Request(
                 id=i,
@@ -93,9 +132,10 @@ class Simulator:
                 slo=self.config.slo,
                 output_len=s.output_len,
             )
-            for i, s in enumerate(fit)
+            for i, s in enumerate(run)
         ]
-        return reqs, len(specs) - len(fit)
+        cut = len(fits) - sum(fits)
+        return reqs, (cut if overlong == "reject" else 0), (cut if overlong == "truncate" else 0)
 
     # --- the event loop ----------------------------------------------------------------------
 
@@ -104,8 +144,13 @@ class Simulator:
         specs: Sequence[RequestSpec],
         predictor: PredictorMode = "noisy",
         progress: Callable[[int], None] | None = None,
+        overlong: OverlongMode = "reject",
     ) -> SimResult:
-        requests, too_long = self.make_requests(specs, predictor)
+        """Run every request to its end; `progress(n)` whenever n more have ended (finished or refused)."""
+        requests, rejected, truncated = self.make_requests(specs, predictor, overlong)
+        self._progress = progress
+        if progress and rejected:
+            progress(rejected)
         wall0 = time.perf_counter()
         now = 0.0
         next_arrival = 0
@@ -143,9 +188,10 @@ class Simulator:
                 setattr(stats, name, getattr(stats, name) + getattr(w.sched.stats, name))
         return SimResult(
             records=self._records,
-            num_requests=len(requests),
-            too_long=too_long,
-            rejected=self._rejected,
+            num_requests=len(specs),
+            rejected_overlong=rejected,
+            rejected_kv=self._rejected_kv,
+            truncated=truncated,
             stats=stats,
             sim_seconds=now,
             wall_seconds=time.perf_counter() - wall0,
@@ -184,7 +230,9 @@ class Simulator:
                 raise RuntimeError(f"policy {sched.policy.name} planned nothing with work in the batch")
             # Nothing runs and the head of the queue still does not fit: it never will.
             sched.abort(sched.waiting[0].id, now, "rejected")
-            self._rejected += 1
+            self._rejected_kv += 1
+            if self._progress:
+                self._progress(1)
 
     def _finish_iteration(self, worker: SimWorker, now: float) -> int:
         worker.busy = False
