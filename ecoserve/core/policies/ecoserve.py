@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ecoserve.core.plan import BatchPlan
 from ecoserve.core.policies.base import Policy, crosses_block
+from ecoserve.core.policies.budget import IterationBudget
 from ecoserve.core.request import Phase, Request, blocks_for
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class EcoServePolicy(Policy):
     def __init__(self, cost_model: CostModel, config: EcoServeConfig = EcoServeConfig()) -> None:
         self.cost = cost_model
         self.config = config
+        self.budget = IterationBudget(cost_model, config.iteration_target) if config.iteration_target else None
 
     # --- queue order -------------------------------------------------------------------------
 
@@ -269,36 +271,11 @@ class EcoServePolicy(Policy):
         return sum(max(0, self._reservation_blocks(r, bs) - ledger.room(r.id)) for r in sched.gt_queue)
 
     def _chunk(self, plan: BatchPlan, prefix: int, want: int) -> int:
-        """The largest prefill chunk (up to `want` tokens, on `prefix` cached ones) that keeps the
-        iteration within the time target, priced by the cost model with everything planned so far.
-        """
-        cfg = self.config
-        want = min(want, cfg.max_num_batched_tokens - plan.num_tokens)
-        if not cfg.iteration_target or want <= 0:
+        """Tokens of a prefill chunk (up to `want`, on `prefix` computed ones) the step has room for."""
+        want = min(want, self.config.max_num_batched_tokens - plan.num_tokens)
+        if self.budget is None:
             return max(want, 0)
-        floor = 0 if plan else min(want, 256)  # an idle worker always makes progress on prompts
-
-        def time(n: int) -> float:
-            return self.cost.iteration_time(
-                plan.num_prefills + 1,
-                plan.prefill_tokens + n,
-                plan.prefill_sq + n * n,
-                plan.prefill_cross + n * prefix,
-                plan.num_decodes,
-                plan.decode_context,
-            )
-
-        target = cfg.iteration_target
-        if time(want) <= target:
-            return want
-        lo, hi = 0, want  # time(lo) fits (or lo == 0), time(hi) does not
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if time(mid) <= target:
-                lo = mid
-            else:
-                hi = mid
-        return max(lo, floor)
+        return self.budget.chunk(plan, prefix, want)
 
     def _prefills(self, sched: WorkerScheduler, plan: BatchPlan, now: float) -> None:
         cfg = self.config

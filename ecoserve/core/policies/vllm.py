@@ -9,6 +9,8 @@ prompt fits in free blocks above the watermark; admission stops at the first mis
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,7 +21,8 @@ from ecoserve.core.policies.base import (
     crosses_block,
     grow_or_preempt_newest,
 )
-from ecoserve.core.request import blocks_for
+from ecoserve.core.policies.budget import IterationBudget
+from ecoserve.core.request import Request, blocks_for
 
 if TYPE_CHECKING:
     from ecoserve.core.cost_model import CostModel
@@ -45,7 +48,19 @@ class VllmPolicy(Policy):
         if config.iteration_target and cost_model is None:
             raise ValueError("an iteration-time budget needs a cost model")
         self.config = config
-        self.cost = cost_model
+        self.budget = IterationBudget(cost_model, config.iteration_target) if config.iteration_target else None
+
+    def _tokens(self, req: Request, budget: int, plan: BatchPlan, later: Iterable[Request] = ()) -> int:
+        """Tokens `req` computes this step: its pending ones under the token budget and the chunk
+        threshold, and, for `vllm-budget`, within the time budget, priced with its prefix and
+        with the decodes of `later` (running requests the step adds after it)."""
+        n = min(req.pending_tokens, budget)
+        if self.config.long_prefill_token_threshold:
+            n = min(n, self.config.long_prefill_token_threshold)
+        if self.budget is not None and req.pending_tokens > 1:
+            decodes = [r.num_tokens for r in later if r.pending_tokens == 1]
+            n = self.budget.chunk(plan, req.num_computed, n, (len(decodes), sum(decodes)))
+        return n
 
     def schedule(self, sched: WorkerScheduler, now: float) -> BatchPlan:
         cfg = self.config
@@ -54,23 +69,19 @@ class VllmPolicy(Policy):
         plan = BatchPlan()
         running = sched.running
         budget = cfg.max_num_batched_tokens
-        if cfg.iteration_target:
-            decodes = [r.num_tokens for r in running if r.pending_tokens == 1]
-            prefill = self.cost.prefill_budget(len(decodes), sum(decodes), cfg.iteration_target)
-            budget = min(budget, len(decodes) + max(prefill, 0 if decodes else 256))
 
         i = 0
         while i < len(running) and budget > 0:
             req = running[i]
-            n = min(req.pending_tokens, budget)
-            if cfg.long_prefill_token_threshold:
-                n = min(n, cfg.long_prefill_token_threshold)
+            i += 1
+            n = self._tokens(req, budget, plan, itertools.islice(running, i, None))
+            if n == 0:
+                continue  # no time left for this chunk; vLLM skips a request given no tokens
             target = req.num_computed + n
             if crosses_block(req.num_computed, target, bs) and not grow_or_preempt_newest(sched, req, target, plan):
                 break
             plan.add(req, n)
             budget -= n
-            i += 1
 
         if plan.preempted:
             return plan  # no admissions in a step that preempted
@@ -78,9 +89,9 @@ class VllmPolicy(Policy):
         waiting = sched.waiting
         while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
             req = waiting[0]
-            n = min(req.pending_tokens, budget)
-            if cfg.long_prefill_token_threshold:
-                n = min(n, cfg.long_prefill_token_threshold)
+            n = self._tokens(req, budget, plan)
+            if n == 0:
+                break
             whole = blocks_for(req.num_tokens if cfg.reserve_full_isl else n, bs)
             if whole > ledger.free - watermark:
                 break
