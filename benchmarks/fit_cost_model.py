@@ -82,16 +82,21 @@ class Profiles:
             raise SystemExit(f"no Vidur profiles under {root}")
         self._cache: dict[str, list[dict[str, str]]] = {}
 
+    def _path(self, rel: str) -> Path:
+        """rel, or else its gzipped copy rel.gz (tests/data ships the profiles' CSVs gzipped)."""
+        path = self.vidur / rel
+        return path if path.exists() or path.suffix == ".gz" else path.with_name(path.name + ".gz")
+
     def rows(self, rel: str) -> list[dict[str, str]]:
         if rel not in self._cache:
-            path = self.vidur / rel
+            path = self._path(rel)
             opener = gzip.open if path.suffix == ".gz" else open
             with opener(path, "rt", newline="") as f:
                 self._cache[rel] = list(csv.DictReader(f))
         return self._cache[rel]
 
     def has(self, rel: str) -> bool:
-        return (self.vidur / rel).exists()
+        return self._path(rel).exists()
 
     def lin(
         self, model: str, family: str, tp: int, ops: tuple[str, ...] = LIN_OPS

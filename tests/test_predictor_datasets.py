@@ -1,4 +1,4 @@
-"""Loaders for the shared prompt sets and generic JSONL, token labels, seeded splits."""
+"""Loaders for the prompt sets (their cut in tests/data) and generic JSONL, token labels, seeded splits."""
 
 import json
 
@@ -15,9 +15,9 @@ from ecoserve.predictor.errors import PredictorError
 from ecoserve.predictor.tokenizer import load_tokenizer
 
 
-def test_alpaca_prompt_joins_instruction_and_input(shared_data):
-    samples = load_samples(str(shared_data / "prompts" / "alpaca_5000.json.gz"))
-    assert len(samples) == 5000
+def test_alpaca_prompt_joins_instruction_and_input(data_dir):
+    samples = load_samples(str(data_dir / "prompts" / "alpaca_5000.json.gz"))
+    assert len(samples) == 2200  # tests/data keeps the first 2200 of the 5000 records
     first = samples[0]
     assert first.prompt.startswith("Are the two sentences below grammatically correct?")
     assert "\nSentence 1:" in first.prompt and first.response == "No"
@@ -25,13 +25,14 @@ def test_alpaca_prompt_joins_instruction_and_input(shared_data):
 
 def test_truncated_dolly_responses_are_dropped():
     samples = load_samples("dolly")
-    assert 4500 < len(samples) < 6400
+    # tests/data keeps the first 300 records; 77 of them have responses of 450 chars or more
+    assert len(samples) == 223
     assert max(len(s.response) for s in samples) < DOLLY_TRUNCATED_CHARS
 
 
 def test_sharegpt_first_prompts_have_no_responses():
     samples = load_samples("sharegpt_v3")
-    assert len(samples) == 1000 and all(s.response is None for s in samples)
+    assert len(samples) == 60 and all(s.response is None for s in samples)  # first 60 of 1000
     with pytest.raises(PredictorError, match="prompts only"):
         load_labeled(["sharegpt_v3"], load_tokenizer())
 
