@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from ecoserve.metrics import (
+    CapacityResult,
     Criterion,
+    Probe,
     RequestRecord,
     RunSummary,
     capacity_limit,
@@ -19,6 +21,7 @@ from ecoserve.metrics import (
     find_capacity,
     meets,
     meets_slo,
+    search_capacity,
     summarize,
     tpot,
     ttft,
@@ -159,6 +162,18 @@ def test_find_capacity_reports_unbracketed_results() -> None:
         find_capacity(synthetic(1.0, calls), Criterion(), lo=2.0, hi=2.0)
 
 
+def test_search_capacity_moves_down_and_keeps_every_probe() -> None:
+    calls: list[float] = []
+    found = search_capacity(synthetic(0.3, calls), Criterion(), hint=16.0)
+    assert calls[:3] == [4.0, 1.0, 0.25]  # limit/4 fails, then the bracket moves down 4x twice
+    assert 0.3 * 0.97 <= found.capacity <= 0.3 < found.upper
+    assert [p.rate for p in found.probes] == calls and found.label() == f"{found.capacity:.2f}"
+    never = search_capacity(synthetic(0.0, []), Criterion(), hint=16.0, tries=2)
+    assert never.capacity == 0 and len(never.probes) == 2 and never.label() == "< 1.00"
+    always = search_capacity(synthetic(1e9, []), Criterion(), hint=1.0)
+    assert always.lower_bound and always.bracket == (16.0, None) and always.label() == ">= 16.00"
+
+
 def results() -> list[RunSummary]:
     out = []
     for policy, slow in (("ecoserve", 1.0), ("vllm", 1.5)):
@@ -168,10 +183,21 @@ def results() -> list[RunSummary]:
     return out
 
 
+def _probe(rate: float, met: bool) -> Probe:
+    return Probe(rate, summarize([record(0, 0.1, 3, [0.05, 0.05])], "vllm", rate), met)
+
+
+# ecoserve met at every rate tried (a lower bound); vllm's bracket is [1.5, 1.6], probed out of order.
+CAPACITY = {
+    "ecoserve": CapacityResult(2.5, math.inf, []),
+    "vllm": CapacityResult(1.5, 1.6, [_probe(1.0, True), _probe(1.6, False), _probe(1.5, True)]),
+}
+
+
 def test_summary_json_has_required_keys(tmp_path: Path) -> None:
     path = tmp_path / "out" / "summary.json"
     runs = results() + [summarize([], "vllm", 3.0, num_requests=2)]
-    write_summary_json(path, runs, {"ecoserve": 2.5, "vllm": 1.5}, {"trace": "azure-conv", "seed": np.int64(0)})
+    write_summary_json(path, runs, CAPACITY, {"trace": "azure-conv", "seed": np.int64(0)})
     doc = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     required = {
         "policy", "rate", "throughput_rps", "ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "itl_p99",
@@ -185,6 +211,9 @@ def test_summary_json_has_required_keys(tmp_path: Path) -> None:
     ]
     assert doc["results"][4]["ttft_p99"] is None
     assert doc["capacity"] == {"ecoserve": 2.5, "vllm": 1.5}
+    assert doc["capacity_bracket"] == {"ecoserve": [2.5, None], "vllm": [1.5, 1.6]}  # None: never failed
+    assert [p["rate"] for p in doc["capacity_probes"]["vllm"]] == [1.0, 1.5, 1.6]  # by rate
+    assert [p["met"] for p in doc["capacity_probes"]["vllm"]] == [True, True, False]
     assert doc["meta"] == {"trace": "azure-conv", "seed": 0}
     write_summary_json(path, runs, None, {})
     assert json.loads(path.read_text())["capacity"] is None
@@ -192,11 +221,17 @@ def test_summary_json_has_required_keys(tmp_path: Path) -> None:
 
 def test_report_md_tables(tmp_path: Path) -> None:
     path = tmp_path / "report.md"
-    write_report_md(path, results(), {"ecoserve": 2.5, "vllm": 1.5}, {"trace": "azure-conv"})
+    write_report_md(path, results(), CAPACITY, {"trace": "azure-conv"}, ["12 were rejected"], limit=2.0)
     text = path.read_text()
-    for needle in ("- trace: azure-conv", "| ecoserve | 2.5 |", "### 1 req/s", "### 2 req/s", "### vllm"):
+    for needle in ("- trace: azure-conv", "| ecoserve | >= 2.50 | 2.5 | none | 125% |", "| vllm | 1.50 | 1.5 | 1.6 | 75% |",
+                   "### 1 req/s", "### 2 req/s", "### vllm", "- 12 were rejected", "only a lower bound",
+                   "above the steady-state limit", "overruns: generations that outgrew"):
         assert needle in text
-    metrics_part = text[text.index("## By rate") :]
+    probes = text[text.index("### Probes of vllm"):text.index("## By rate")]
+    assert [line.split(" | ")[:2] for line in probes.splitlines() if line.startswith("| 1")] == [
+        ["| 1", "yes"], ["| 1.5", "yes"], ["| 1.6", "no"]
+    ]
+    metrics_part = text[text.index("## By rate") : text.index("## Columns")]
     widths = {line.count("|") for line in metrics_part.splitlines() if line.startswith("|")}
     assert len(widths) == 1  # every metrics row has as many cells as its header
     assert metrics_part.count("| ecoserve |") == 2 and metrics_part.count("\n| 2 |") == 2

@@ -67,6 +67,47 @@ class CapacityResult:
     upper: float
     probes: list[Probe] = field(default_factory=list)
 
+    @property
+    def bracket(self) -> tuple[float, float | None]:
+        """[highest rate met, lowest rate failed]; None when no rate tried failed."""
+        return self.capacity, None if math.isinf(self.upper) else self.upper
+
+    @property
+    def lower_bound(self) -> bool:
+        """Met at every rate tried: the true capacity is at least `capacity`, maybe far above."""
+        return math.isinf(self.upper)
+
+    def label(self, digits: int = 2) -> str:
+        """The capacity as people should read it: '>= X' (a lower bound), '< X' (none met), 'X'."""
+        if self.capacity == 0:
+            return f"< {self.upper:.{digits}f}"
+        if self.lower_bound:
+            return f">= {self.capacity:.{digits}f}"
+        return f"{self.capacity:.{digits}f}"
+
+    def probes_by_rate(self) -> list[Probe]:
+        return sorted(self.probes, key=lambda p: p.rate)
+
+    def at_capacity(self) -> Probe | None:
+        """The probe at the capacity rate (the highest rate that met the criterion)."""
+        return next((p for p in self.probes if p.met and p.rate == self.capacity), None)
+
+
+def capacity_notes(found: dict[str, CapacityResult], limit: float) -> list[str]:
+    """What a reader must know before quoting a capacity: bounds, and figures above the limit."""
+    notes = []
+    for policy, result in found.items():
+        if result.lower_bound:
+            notes.append(f"{policy}: met at every rate tried, so {result.label()} is only a lower bound")
+        elif result.capacity == 0:
+            notes.append(f"{policy}: met at no rate tried ({result.label()})")
+        if result.capacity > limit:
+            notes.append(
+                f"{policy}: {result.capacity:.2f} req/s is above the steady-state limit "
+                f"({limit:.2f}): the run is too short for queues to build; use more requests"
+            )
+    return notes
+
 
 Evaluate = Callable[[float], tuple[RunSummary, list[RequestRecord]]]
 
@@ -129,9 +170,12 @@ def search_capacity(
     """find_capacity from [hint/4, hint] (hint: e.g. the limit); while even the low end fails,
     the bracket moves down 4x, at most `tries` searches in all."""
     lo, hi = hint / 4, hint
+    probes: list[Probe] = []
     for _ in range(tries):
         found = find_capacity(evaluate, criterion, lo=lo, hi=hi, rel_tol=rel_tol, progress=progress)
+        probes += found.probes
         if found.capacity > 0:
             break
         lo, hi = lo / 4, lo
+    found.probes = probes  # every rate tried, over all the brackets
     return found

@@ -28,8 +28,18 @@ def _by_policy(results: Sequence[RunSummary]) -> dict[str, list[RunSummary]]:
     return {p: sorted(rs, key=lambda r: r.rate) for p, rs in groups.items()}
 
 
-def plot_latency_vs_rate(results: Sequence[RunSummary], path: str | Path) -> None:
-    """Four panels against request rate, one line per policy: TTFT p99, TPOT/ITL p99, E2E p99, SLO."""
+def plot_latency_vs_rate(
+    results: Sequence[RunSummary],
+    path: str | Path,
+    ttft_slo: float | None = None,
+    tpot_slo: float | None = None,
+    slo_target: float | None = None,
+) -> None:
+    """Four panels against request rate, one line per policy: TTFT p99, TPOT/ITL p99, E2E p99, SLO.
+
+    Latencies on a log axis (they span orders of magnitude past saturation), with the SLO targets
+    drawn as dotted lines when given.
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 8), layout="constrained")
@@ -43,6 +53,14 @@ def plot_latency_vs_rate(results: Sequence[RunSummary], path: str | Path) -> Non
         ax_tpot.plot(rate, itl_ms, marker="x", ls="--", color=color, label=f"{policy} ITL")
         ax_e2e.plot(rate, [r.e2e_p99 for r in runs], marker="o", color=color, label=policy)
         ax_slo.plot(rate, [r.slo_attainment for r in runs], marker="o", color=color, label=policy)
+    targets = (
+        (ax_ttft, None if ttft_slo is None else ttft_slo * 1e3, "TTFT SLO"),
+        (ax_tpot, None if tpot_slo is None else tpot_slo * 1e3, "TPOT SLO"),
+        (ax_slo, slo_target, "required attainment"),
+    )
+    for ax, value, label in targets:
+        if value is not None:
+            ax.axhline(value, color="black", ls=":", lw=1, label=label)
     for ax, title, unit in (
         (ax_ttft, "TTFT p99", "ms"),
         (ax_tpot, "TPOT p99 (solid) / ITL p99 (dashed)", "ms"),
@@ -51,24 +69,34 @@ def plot_latency_vs_rate(results: Sequence[RunSummary], path: str | Path) -> Non
     ):
         ax.set_title(title)
         ax.set_xlabel("request rate (req/s)")
-        ax.set_ylabel(unit)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.set_ylabel(unit if ax is ax_slo else f"{unit} (log scale)")
+        if ax is not ax_slo:
+            ax.set_yscale("log", nonpositive="mask")
+        ax.grid(alpha=0.3, which="both" if ax is not ax_slo else "major")
+        _legend(ax)
     ax_slo.set_ylim(0, 1.05)
     _save(fig, path)
 
 
+def _legend(ax) -> None:  # type: ignore[no-untyped-def]
+    """A legend only where something is labelled (an empty one makes matplotlib warn)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+
+
 def plot_kv_util(timelines: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path) -> None:
-    """KV-cache utilization (0-1) over time, one line per policy; values are (times s, util)."""
+    """KV-cache utilization (0-1) over time, one line per run; values are (times s, util)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4), layout="constrained")
     ax = fig.subplots()
-    for policy, (times, util) in timelines.items():
-        ax.plot(times, util, label=policy, lw=1)
+    for label, (times, util) in timelines.items():
+        ax.plot(times, util, label=label, lw=1)
+    if not timelines:
+        ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("KV utilization")
+    ax.set_ylabel("KV utilization (written share of the cache)")
     ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend(ax)
     _save(fig, path)
