@@ -7,7 +7,6 @@ import pytest
 
 from ecoserve.core.cost_model import CostModel
 from ecoserve.metrics import capacity_limit
-
 from ecoserve.sim.cluster import ClusterConfig
 from ecoserve.sim.experiment import Experiment
 from ecoserve.sim.simulator import Simulator, fit_to_context

@@ -28,7 +28,7 @@ from ecoserve.metrics import (
 )
 from ecoserve.metrics.console import capacity_table, runs_table
 from ecoserve.sim.cluster import ClusterConfig
-from ecoserve.sim.experiment import Experiment
+from ecoserve.sim.experiment import Experiment, describe_requests
 from ecoserve.sim.options import check_options
 from ecoserve.sim.predictions import PREDICTOR_MODES
 from ecoserve.sim.simulator import OVERLONG_MODES
@@ -141,31 +141,6 @@ def _experiment(kw: dict[str, Any]) -> Experiment:
         burstiness=kw["burstiness"], predictor=kw["predictor"], cluster=cluster, start=kw["start"],
         overlong=kw["overlong"], spread_ties=kw["spread_ties"],
     )
-
-
-def describe_requests(exp: Experiment, selected: Workload) -> list[str]:
-    """What was done to the trace's rows, in words: over-long requests and tied stamps."""
-    n, max_len, model = len(selected.specs), exp.max_len, exp.cluster.model
-    over = sum(s.prompt_len + s.output_len > max_len for s in selected.specs)
-    if exp.overlong == "drop":
-        lines = [f"{selected.skipped_overlong} trace rows longer than the {max_len}-token context of {model} "
-                 f"were passed over (--overlong drop) to select {n} that fit; rates and SLO attainment "
-                 "refer to the requests that run."]
-    elif exp.overlong == "truncate":
-        lines = [f"{over} of {n} prompts were cut to fit the {max_len}-token context of {model} "
-                 "(--overlong truncate)."]
-    elif over:
-        lines = [f"{over} of {n} requests ({100 * over / n:.1f}%) exceed the {max_len}-token context of {model}: "
-                 "rejected at arrival (--overlong reject). Rates are offered rates, rejected requests "
-                 "included; SLO attainment counts them as misses."]
-    else:
-        lines = [f"All {n} requests fit the {max_len}-token context of {model}."]
-    if selected.tie_resolution is not None:
-        lines.append(f"{selected.tied} requests shared an arrival stamp; each was spread uniformly within the "
-                     f"trace's timestamp resolution of {selected.tie_resolution:g} s (--keep-ties: as recorded).")
-    elif selected.tied:
-        lines.append(f"{selected.tied} requests share an arrival stamp and arrive together.")
-    return lines
 
 
 @dataclass(slots=True)

@@ -92,3 +92,28 @@ class Experiment:
     ) -> CapacityResult:
         """Capacity by bisection from [hint/4, hint] (see search_capacity)."""
         return search_capacity(self.evaluate(policy), criterion, hint, progress=progress)
+
+
+def describe_requests(exp: Experiment, selected: Workload) -> list[str]:
+    """What was done to the trace's rows, in words: over-long requests and tied stamps."""
+    n, max_len, model = len(selected.specs), exp.max_len, exp.cluster.model
+    over = sum(s.prompt_len + s.output_len > max_len for s in selected.specs)
+    if exp.overlong == "drop":
+        lines = [f"{selected.skipped_overlong} trace rows longer than the {max_len}-token context of {model} "
+                 f"were passed over (--overlong drop) to select {n} that fit; rates and SLO attainment "
+                 "refer to the requests that run."]
+    elif exp.overlong == "truncate":
+        lines = [f"{over} of {n} prompts were cut to fit the {max_len}-token context of {model} "
+                 "(--overlong truncate)."]
+    elif over:
+        lines = [f"{over} of {n} requests ({100 * over / n:.1f}%) exceed the {max_len}-token context of {model}: "
+                 "rejected at arrival (--overlong reject). Rates are offered rates, rejected requests "
+                 "included; SLO attainment counts them as misses."]
+    else:
+        lines = [f"All {n} requests fit the {max_len}-token context of {model}."]
+    if selected.tie_resolution is not None:
+        lines.append(f"{selected.tied} requests shared an arrival stamp; each was spread uniformly within the "
+                     f"trace's timestamp resolution of {selected.tie_resolution:g} s (--keep-ties: as recorded).")
+    elif selected.tied:
+        lines.append(f"{selected.tied} requests share an arrival stamp and arrive together.")
+    return lines
