@@ -12,11 +12,12 @@ from ecoserve.workload import load_workload, select_workload
 from ecoserve.workload.arrivals import count_ties, spread_within, timestamp_resolution
 
 
-def test_resolution_is_the_coarsest_power_of_ten_dividing_every_stamp() -> None:
+def test_resolution_is_the_coarsest_5_2_1_step_dividing_every_stamp() -> None:
     assert timestamp_resolution(np.array([0.0, 1.0, 1.0, 2.0, 5.0])) == 1.0
     assert timestamp_resolution(np.array([0.0, 0.001, 0.003, 0.003])) == 0.001
-    assert timestamp_resolution(np.array([0.0, 20.0, 40.0])) == 10.0  # not coarser than a gap
-    assert timestamp_resolution(np.array([0.0, 0.25, 0.5])) == 0.01
+    assert timestamp_resolution(np.array([0.0, 5.0, 5.0, 15.0, 40.0])) == 5.0
+    assert timestamp_resolution(np.array([0.0, 20.0, 40.0, 100.0])) == 20.0  # not coarser than a gap
+    assert timestamp_resolution(np.array([0.0, 0.25, 0.5])) == pytest.approx(0.05)
     assert timestamp_resolution(np.random.default_rng(0).uniform(0, 100, 50)) is None
     assert timestamp_resolution(np.zeros(4)) is None
     # The shipped Azure traces are microsecond stamps without ties.
@@ -36,10 +37,10 @@ def test_ties_are_spread_within_their_stamp_and_order_between_stamps_is_kept() -
 
 
 def _coarse_trace(tmp_path: Path) -> Path:
-    """A trace stamped to whole seconds: bursts of 8 tied requests, one burst every 4 s."""
+    """A trace stamped to 5 s: bursts of 8 tied requests, one burst per stamp."""
     path = tmp_path / "coarse.csv"
     rows = ["arrival,prompt_len,output_len"]
-    rows += [f"{4 * (i // 8)},{100 + i},{20}" for i in range(400)]
+    rows += [f"{5 * (i // 8)},{100 + i},{20}" for i in range(400)]
     path.write_text("\n".join(rows) + "\n")
     return path
 
@@ -47,7 +48,7 @@ def _coarse_trace(tmp_path: Path) -> Path:
 def test_coarse_trace_ties_are_spread_seeded_and_can_be_kept(tmp_path: Path) -> None:
     path = str(_coarse_trace(tmp_path))
     w = select_workload(path, rate=5.0, seed=3)
-    assert w.tied == 400 and w.tie_resolution == 1.0
+    assert w.tied == 400 and w.tie_resolution == 5.0
     arrival = np.array([s.arrival for s in w.specs])
     assert (np.diff(arrival) > 0).all()  # no two requests in the same instant at any rate
     assert [s.prompt_len for s in w.specs] == sorted(s.prompt_len for s in w.specs)  # trace order kept

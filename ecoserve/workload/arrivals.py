@@ -27,13 +27,13 @@ def rescale(arrival: np.ndarray, rate: float) -> np.ndarray:
     return (arrival - arrival[0]) * (native_rate(arrival) / rate)
 
 
-# Resolutions tried, coarsest first: 1000 s down to 1 ns.
-_RESOLUTIONS = tuple(10.0**k for k in range(3, -10, -1))
+# Resolutions tried, coarsest first: 5000 s down to 1 ns in 5-2-1 steps (a stamp to 5 s, 10 ms, ...).
+_RESOLUTIONS = tuple(m * 10.0**k for k in range(3, -10, -1) for m in (5, 2, 1))
 
 
 def timestamp_resolution(arrival: np.ndarray) -> float | None:
-    """The coarsest power of ten (1 ns to 1000 s), no larger than the smallest gap between
-    distinct stamps, that every stamp is a whole multiple of.
+    """The coarsest step of the 5-2-1 series (1 ns to 5000 s), no larger than the smallest gap
+    between distinct stamps, that every stamp is a whole multiple of.
 
     None when the stamps are finer than 1 ns (e.g. generated floats) or all equal.
     """
