@@ -172,8 +172,7 @@ def over_the_context(exp: Experiment) -> str:
     selected = exp.select(1.0)
     if exp.overlong == "drop":
         return f"{selected.skipped_overlong} rows passed over"
-    over = sum(s.prompt_len + s.output_len > exp.max_len for s in selected.specs)
-    return f"{over} of {len(selected.specs)} rejected"
+    return f"{exp.over_context(selected.specs)} of {len(selected.specs)} rejected"
 
 
 def evaluate(settings: Settings, scenarios: tuple[Scenario, ...], jobs: int) -> Results:

@@ -88,20 +88,7 @@ def simulate(ctx: click.Context, **kw: Any) -> None:
     except ValueError as err:
         raise click.UsageError(str(err)) from err
     exp = _experiment(kw)
-    try:
-        selected = exp.select(kw["rates"][0] if kw["rates"] else 1.0)  # rows and counts: the same at any rate
-        limit = exp.limit()
-    except ValueError as err:
-        raise click.UsageError(str(err)) from err
-    if "spread_ties" in given and exp.specs(1.0) and selected.tied == 0 and not kw["spread_ties"]:
-        warnings.append("--keep-ties: no two requests of this workload share an arrival stamp")
-    rejected = 0 if exp.overlong != "reject" else sum(s.prompt_len + s.output_len > exp.max_len for s in selected.specs)
-    if kw["capacity"] and (len(selected.specs) - rejected) < kw["slo_target"] * len(selected.specs):
-        raise click.UsageError(
-            f"{rejected} of {len(selected.specs)} requests exceed the {exp.max_len}-token context and are rejected, "
-            f"so SLO attainment cannot reach --slo-target {kw['slo_target']:g} at any rate: choose a model with "
-            "a longer context, or --overlong drop or truncate"
-        )
+    selected, limit = _check_workload(exp, kw, given, warnings)
     notes = describe_requests(exp, selected)
     for line in warnings:
         console.print(f"[yellow]warning:[/yellow] {line}")
@@ -123,6 +110,25 @@ def simulate(ctx: click.Context, **kw: Any) -> None:
     plot_kv_util(sweep.timelines, out / "kv_util.png")
     _print(sweep, limit, capacity)
     console.print(f"wrote {out}/summary.json, report.md, latency_vs_rate.png, kv_util.png")
+
+
+def _check_workload(exp: Experiment, kw: dict[str, Any], given: list[str], warnings: list[str]) -> tuple[Workload, Limit]:
+    """The rows the runs will use (the same at any rate) and the limit, or a usage error."""
+    try:
+        selected = exp.select(kw["rates"][0] if kw["rates"] else 1.0)
+        limit = exp.limit()
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    if "spread_ties" in given and not kw["spread_ties"] and selected.tied == 0:
+        warnings.append("--keep-ties: no two requests of this workload share an arrival stamp")
+    rejected = exp.over_context(selected.specs) if exp.overlong == "reject" else 0
+    if kw["capacity"] and len(selected.specs) - rejected < kw["slo_target"] * len(selected.specs):
+        raise click.UsageError(
+            f"{rejected} of {len(selected.specs)} requests exceed the {exp.max_len}-token context and are rejected, "
+            f"so SLO attainment cannot reach --slo-target {kw['slo_target']:g} at any rate: choose a model with "
+            "a longer context, or --overlong drop or truncate"
+        )
+    return selected, limit
 
 
 def _experiment(kw: dict[str, Any]) -> Experiment:
@@ -193,11 +199,10 @@ def _search(exp: Experiment, policy: str, criterion: Criterion, hint: float, bar
 
 
 def _meta(exp: Experiment, kw: dict[str, Any], limit: Limit, selected: Workload, sweep: Sweep) -> dict[str, Any]:
-    max_len = exp.max_len
-    over = sum(s.prompt_len + s.output_len > max_len for s in selected.specs)
+    over = exp.over_context(selected.specs)
     meta: dict[str, Any] = {
         "workload": exp.workload, "num_requests": exp.num_requests, "start": exp.start, "model": exp.cluster.model,
-        "max_model_len": max_len, "gpu": exp.cluster.gpu, "tp": exp.cluster.tp,
+        "max_model_len": exp.max_len, "gpu": exp.cluster.gpu, "tp": exp.cluster.tp,
         "num_workers": exp.cluster.num_workers, "predictor": exp.predictor, "seed": exp.seed,
         "slo_ttft_s": exp.cluster.slo.ttft, "slo_tpot_s": exp.cluster.slo.tpot,
         "overlong": exp.overlong, "overlong_requests": over if exp.overlong != "drop" else 0,

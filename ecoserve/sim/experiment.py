@@ -43,6 +43,10 @@ class Experiment:
     def max_len(self) -> int:
         return get_model(self.cluster.model).max_model_len
 
+    def over_context(self, specs: list[RequestSpec]) -> int:
+        """How many of these requests the model's context cannot hold (prompt + output)."""
+        return sum(s.prompt_len + s.output_len > self.max_len for s in specs)
+
     def select(self, rate: float | None) -> Workload:
         return select_workload(
             self.workload, self.num_requests, rate, self.seed, self.burstiness, self.start,
@@ -97,7 +101,7 @@ class Experiment:
 def describe_requests(exp: Experiment, selected: Workload) -> list[str]:
     """What was done to the trace's rows, in words: over-long requests and tied stamps."""
     n, max_len, model = len(selected.specs), exp.max_len, exp.cluster.model
-    over = sum(s.prompt_len + s.output_len > max_len for s in selected.specs)
+    over = exp.over_context(selected.specs)
     if exp.overlong == "drop":
         lines = [f"{selected.skipped_overlong} trace rows longer than the {max_len}-token context of {model} "
                  f"were passed over (--overlong drop) to select {n} that fit; rates and SLO attainment "
