@@ -132,8 +132,14 @@ def predictor_section(res: Results, settings: Settings) -> list[str]:
     return table(header, rows)
 
 
-def sensitivity_section(res: Results, scenarios: tuple[Scenario, ...], main: str, criterion: str) -> list[str]:
-    """ecoserve's capacity ratio to each baseline in every variant, and whether its sign holds."""
+def sensitivity_section(
+    res: Results, scenarios: tuple[Scenario, ...], main: str, criterion: str, rel_tol: float
+) -> list[str]:
+    """ecoserve's capacity ratio to each baseline in every variant, and whether its sign holds.
+
+    Each capacity is only known to within its search bracket (the true value lies in
+    [c, c * (1 + rel_tol)]), so a gain holds only where every ratio exceeds 1 + rel_tol, a loss
+    only where every ratio is below 1 / (1 + rel_tol)."""
     rows = []
     for s in scenarios:
         cells = []
@@ -147,7 +153,7 @@ def sensitivity_section(res: Results, scenarios: tuple[Scenario, ...], main: str
                 cells.append("n/a (a bound)")
                 continue
             low, high = min(values), max(values)
-            verdict = "gain holds" if low > 1 else "loss holds" if high < 1 else "no claim"
+            verdict = "gain holds" if low > 1 + rel_tol else "loss holds" if high < 1 / (1 + rel_tol) else "no claim"
             cells.append(f"{values[0]:.2f}x [{low:.2f}-{high:.2f}] {verdict}")
         rows.append([s.label, *cells])
     return table(["scenario", *(f"ecoserve / {p}" for p in SENSITIVE[1:])], rows)
@@ -216,7 +222,8 @@ def write_report(
     for s in (PAPER, KVC):
         runs = [res.runs[(s.key, p, load)] for p in HEADLINE for load in sorted(LOADS + CURVE_LOADS)]
         slo = s.cluster().slo
-        plot_latency_vs_rate(runs, img / f"results_latency_{s.key}.png", slo.ttft, slo.tpot)
+        target = CRITERIA["slo"].slo_target
+        plot_latency_vs_rate(runs, img / f"results_latency_{s.key}.png", slo.ttft, slo.tpot, target)
 
     block = command_block(command)
     lines = ["# Results", ""]
@@ -253,7 +260,7 @@ def write_report(
         "  blocks and on the next slice of the trace (rows "
         f"{settings.num_requests}-{2 * settings.num_requests - 1}, or the next positions of the",
         "  length set's shuffle, with seed + 1); a ratio's sign is claimed only where it holds in all",
-        "  four.",
+        "  four, by more than the search's bracket.",
         f"- This run took {cost}; wall time grows when other work shares the cores, CPU time does not.",
         "",
         "One cell can be checked with `ecoserve simulate` and the scenario's flags from the first table,",
@@ -269,7 +276,8 @@ def write_report(
         "run at each policy's slo capacity and show which regime a scenario is in: KV util is the",
         "time-weighted mean share of the KV cache holding written KV; served / offered is completed",
         "requests per second (first arrival to last finish) over the offered rate, below 100% when a",
-        "backlog builds up during the run; vllm preemptions counts recomputations for want of KV.",
+        "backlog builds up during the run (above it when a length set's drawn Poisson arrivals came",
+        "a little faster than their mean rate); vllm preemptions counts recomputations for want of KV.",
         "",
         *block,
         *scenario_section(res, scenarios, main),
@@ -289,9 +297,10 @@ def write_report(
         ]
     lines += ["![capacity](img/results_capacity.png)", "", "## Sensitivity of the capacity ratios", "",
               "Cells: the ratio on the base runs [lowest-highest over base, KV -2%, KV +2%, slice 2], and",
-              "whether ecoserve's gain or loss holds in all four (else no claim).", ""]
+              "whether ecoserve's gain or loss holds in all four by more than the search's "
+              f"{100 * settings.rel_tol:g}% bracket", "(else no claim).", ""]
     for criterion in CRITERIA:
-        lines += [f"### Criterion `{criterion}`", "", *block, *sensitivity_section(res, scenarios, main, criterion), ""]
+        lines += [f"### Criterion `{criterion}`", "", *block, *sensitivity_section(res, scenarios, main, criterion, settings.rel_tol), ""]
     lines += ["### The capacities behind them (requests/s)", "", *block]
     for criterion in CRITERIA:
         lines += [f"Criterion `{criterion}`:", "", *variants_section(res, scenarios, main, criterion), ""]
@@ -330,7 +339,7 @@ def write_report(
         f"{PAPER.label}. The fewest GPUs whose run at the target rate has P90 TTFT and P90 TPOT within",
         "their targets (DistServe's goodput definition). ecoserve: n colocated workers; distserve: every",
         "prefill/decode split of each total. 200 ms is DistServe's default TTFT target; 1 s is a looser",
-        f"one for a 7B model on an A100. Searched up to {MAX_GPUS} GPUs.",
+        f"one for an 8B model on an A100. Searched up to {MAX_GPUS} GPUs.",
         "",
         *block,
         *goodput_section(res, settings),
