@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,18 +58,9 @@ class Workload:
     tied: int = 0  # requests whose arrival stamp another request shared
 
 
-def load_workload(
-    name_or_path: str,
-    num_requests: int | None = None,
-    rate: float | None = None,
-    seed: int = 0,
-    burstiness: float = 1.0,
-    start: int = 0,
-    max_len: int | None = None,
-    spread_ties: bool = True,
-) -> list[RequestSpec]:
-    """select_workload's requests (see there)."""
-    return select_workload(name_or_path, num_requests, rate, seed, burstiness, start, max_len, spread_ties).specs
+def load_workload(name_or_path: str, *args: Any, **kwargs: Any) -> list[RequestSpec]:
+    """The requests of select_workload(name_or_path, ...), same arguments."""
+    return select_workload(name_or_path, *args, **kwargs).specs
 
 
 def _fitting(rows: np.ndarray, trace: Trace, max_len: int | None) -> np.ndarray:
