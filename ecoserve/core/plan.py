@@ -17,6 +17,8 @@ class BatchPlan:
 
     items: list[tuple[Request, int]] = field(default_factory=list)
     preempted: list[Request] = field(default_factory=list)
+    # Refused before it started (overload control): it ends with a retryable error.
+    refused: list[Request] = field(default_factory=list)
     num_prefills: int = 0
     prefill_tokens: int = 0
     prefill_sq: int = 0

@@ -31,6 +31,7 @@ _RUN_COLUMNS: list[tuple[str, Callable[[RunSummary], str]]] = [
     ("SLO\n%", lambda r: _num(100 * r.slo_attainment, 1)),
     ("pre-\nempt", lambda r: str(r.preemptions)),
     ("re-\nject", lambda r: str(r.rejected)),
+    ("re-\nfuse", lambda r: str(r.refused)),
 ]
 
 

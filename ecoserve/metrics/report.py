@@ -51,6 +51,7 @@ _COLUMNS: list[tuple[str, Callable[[RunSummary], float]]] = [
     ("offered", lambda r: r.num_requests),
     ("completed", lambda r: r.completed),
     ("rejected", lambda r: r.rejected),
+    ("refused", lambda r: r.refused),
     ("req/s", lambda r: r.throughput_rps),
     ("tok/s", lambda r: r.output_token_throughput),
     ("TTFT p50 ms", lambda r: r.ttft_p50 * 1e3),
@@ -72,9 +73,11 @@ _COLUMNS: list[tuple[str, Callable[[RunSummary], float]]] = [
 # What the less obvious columns count; printed under the tables.
 COLUMN_NOTES = (
     "offered: requests sent in the run; completed: served to the end; rejected: refused at arrival "
-    "(longer than the model's context, or than a worker's whole KV cache), as a server answers 400.",
+    "(longer than the model's context, or than a worker's whole KV cache), as a server answers 400; "
+    "refused: turned away by overload control when they could no longer meet their TTFT, with a "
+    "retryable error (429/503).",
     "req/s and tok/s: completed requests and their tokens per second, first arrival to last finish; "
-    "SLO %: share of offered requests that met both TTFT and TPOT targets (rejected ones miss).",
+    "SLO %: share of offered requests that met both TTFT and TPOT targets (rejected and refused ones miss).",
     "preempt: recomputations for want of KV; overruns: generations that outgrew the KV reserved for "
     "their predicted length and were extended (EcoServe policies; 0 for policies that reserve nothing).",
 )

@@ -16,7 +16,8 @@ class RunSummary:
     """Times in seconds, rates in per second. Latency stats cover completed requests only.
 
     num_requests counts every request offered, `rejected` ones included (refused at arrival,
-    as a server answers 400: longer than the model's context, or than a worker's whole KV);
+    as a server answers 400: longer than the model's context, or than a worker's whole KV) and
+    `refused` ones (turned away by overload control with a retryable error, as a 429/503);
     SLO attainment is over all of them. `truncated`: prompts cut to fit the context; `dropped`:
     trace rows passed over before the run (not offered, not in num_requests).
     """
@@ -47,6 +48,7 @@ class RunSummary:
     sched_us_per_iter: float = 0.0
     sim_speedup: float = 0.0
     rejected: int = 0
+    refused: int = 0
     truncated: int = 0
     dropped: int = 0
 
@@ -86,6 +88,7 @@ def summarize(
     sched_us_per_iter: float = 0.0,
     sim_speedup: float = 0.0,
     rejected: int = 0,
+    refused: int = 0,
     truncated: int = 0,
     dropped: int = 0,
 ) -> RunSummary:
@@ -93,15 +96,16 @@ def summarize(
 
     Requests that never completed are absent from `records`; they count as missing their SLO
     (slo_attainment divides by num_requests) and are left out of the latency percentiles;
-    `rejected` of them were refused at arrival.
+    `rejected` of them were refused at arrival, `refused` by overload control.
     TPOT percentiles skip one-token requests, which have no TPOT (0 if none has more).
     `preemptions` defaults to the sum over records; pass the simulator's count to include
     requests that did not complete.
     """
     sent = len(records) if num_requests is None else num_requests
-    if sent < len(records) + rejected:
+    if sent < len(records) + rejected + refused:
         raise ValueError(
-            f"num_requests={sent} is less than the {len(records)} completed records plus {rejected} rejected"
+            f"num_requests={sent} is less than the {len(records)} completed records plus "
+            f"{rejected} rejected and {refused} refused"
         )
     # With no second token anywhere, TPOT and ITL are 0 (nothing to wait for), as in vLLM.
     no_gap = math.nan if not records else 0.0
@@ -142,6 +146,7 @@ def summarize(
         sched_us_per_iter=sched_us_per_iter,
         sim_speedup=sim_speedup,
         rejected=rejected,
+        refused=refused,
         truncated=truncated,
         dropped=dropped,
     )

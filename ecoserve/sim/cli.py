@@ -70,6 +70,8 @@ AT_LEAST_ONE = click.IntRange(min=1)
 @click.option("--token-budget", type=AT_LEAST_ONE, default=None, help="baselines' max_num_batched_tokens (default: their real default)")
 @click.option("--max-num-seqs", type=AT_LEAST_ONE, default=None)
 @click.option("--watermark", type=click.FloatRange(0, 1, max_open=True), default=None, help="share of KV blocks kept free at admission")
+@click.option("--overflow-probability", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="ecoserve's KV admission: accepted chance of running out of KV  [default: 0.05]")
 @click.option("--iteration-target", type=click.FloatRange(min=0), default=0.09, show_default=True, help="per-iteration time budget, s (ecoserve, vllm-budget)")
 @click.option("--prefill-workers", type=AT_LEAST_ONE, default=1, show_default=True, help="distserve")
 @click.option("--decode-workers", type=AT_LEAST_ONE, default=1, show_default=True, help="distserve")
@@ -139,6 +141,7 @@ def _experiment(kw: dict[str, Any]) -> Experiment:
         options=PolicyOptions(
             token_budget=kw["token_budget"], max_num_seqs=kw["max_num_seqs"],
             watermark=kw["watermark"], iteration_target=kw["iteration_target"],
+            overflow_probability=kw["overflow_probability"],
         ),
         prefill_workers=kw["prefill_workers"], decode_workers=kw["decode_workers"],
     )

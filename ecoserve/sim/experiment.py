@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from ecoserve.core.cost_model import CostModel
 from ecoserve.core.hardware import get_model
 from ecoserve.metrics import (
@@ -18,7 +20,7 @@ from ecoserve.metrics import (
     search_capacity,
 )
 from ecoserve.sim.cluster import ClusterConfig
-from ecoserve.sim.predictions import PredictorMode
+from ecoserve.sim.predictions import PredictorMode, length_forecast
 from ecoserve.sim.simulator import OverlongMode, SimResult, Simulator, fit_to_context
 from ecoserve.workload import RequestSpec, Workload, select_workload
 
@@ -58,7 +60,11 @@ class Experiment:
 
     def run(self, policy: str, rate: float, progress: Callable[[int], None] | None = None) -> SimResult:
         selected = self.select(rate)
-        sim = Simulator(replace(self.cluster, policy=policy), self.seed)
+        cluster = replace(self.cluster, policy=policy)
+        if cluster.options.lengths is None:  # the scheduler knows how its predictor errs
+            lens = np.array([s.output_len for s in selected.specs])
+            cluster = replace(cluster, options=replace(cluster.options, lengths=length_forecast(lens, self.predictor)))
+        sim = Simulator(cluster, self.seed)
         result = sim.run(selected.specs, self.predictor, progress, self.overlong)
         return replace(result, dropped=selected.skipped_overlong)
 

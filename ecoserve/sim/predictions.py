@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ecoserve.core.policies.forecast import LengthForecast
 from ecoserve.core.request import Prediction
 from ecoserve.core.rl_buckets import rl_bucket
 
@@ -46,3 +47,21 @@ def make_predictions(
         uppers = np.maximum(points, np.rint(lens * upper_f)).astype(np.int64)
         return [Prediction(int(p), int(u), rl_bucket(p)) for p, u in zip(points, uppers)]
     raise ValueError(f"unknown predictor mode {mode!r}; choose from {', '.join(PREDICTOR_MODES)}")
+
+
+def length_forecast(
+    output_lens: np.ndarray, mode: PredictorMode, error_model: ErrorModel | None = None
+) -> LengthForecast:
+    """What a scheduler knows of its predictor's errors in each mode: none (oracle), the measured
+    actual/predicted ratios (noisy: the same measurements the noise is drawn from), or the
+    workload's lengths over their mean (none: everyone is predicted the mean)."""
+    if mode == "oracle":
+        return LengthForecast.exact()
+    if mode == "none":
+        lens = np.asarray(output_lens, dtype=np.float64)
+        return LengthForecast(lens / max(1.0, round(float(lens.mean()))))
+    if error_model is None:
+        from ecoserve.predictor.error_model import ErrorModel
+
+        error_model = ErrorModel.load_default()
+    return LengthForecast(1.0 / error_model.point_factors)

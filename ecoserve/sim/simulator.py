@@ -41,6 +41,7 @@ class SimResult:
     rejected_overlong: int  # refused at arrival: prompt + output exceed the model's context
     rejected_kv: int  # refused because they need more KV than a worker's whole cache
     truncated: int  # prompts cut to fit the context (overlong="truncate")
+    refused: int  # refused by overload control (could no longer meet their TTFT): retryable
     stats: SchedulerStats
     sim_seconds: float
     wall_seconds: float
@@ -51,6 +52,7 @@ class SimResult:
 
     @property
     def rejected(self) -> int:
+        """Refused for good: longer than the context, or than a worker's whole KV cache."""
         return self.rejected_overlong + self.rejected_kv
 
     def summary(self, policy: str, rate: float) -> RunSummary:
@@ -65,6 +67,7 @@ class SimResult:
             sched_us_per_iter=1e6 * self.sched_seconds / max(self.stats.iterations, 1),
             sim_speedup=self.sim_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0,
             rejected=self.rejected,
+            refused=self.refused,
             truncated=self.truncated,
             dropped=self.dropped,
         )
@@ -90,6 +93,7 @@ class Simulator:
         self._rr = itertools.cycle(range(len(self._entry_workers())))
         self._records: list[RequestRecord] = []
         self._rejected_kv = 0
+        self._refused = 0
         self._progress: Callable[[int], None] | None = None
         self._sched_seconds = 0.0
         self._kv_time = [0.0] * len(self.workers)
@@ -192,6 +196,7 @@ class Simulator:
             rejected_overlong=rejected,
             rejected_kv=self._rejected_kv,
             truncated=truncated,
+            refused=self._refused,
             stats=stats,
             sim_seconds=now,
             wall_seconds=time.perf_counter() - wall0,
@@ -219,6 +224,10 @@ class Simulator:
             t0 = time.perf_counter()
             plan = sched.schedule(now)
             self._sched_seconds += time.perf_counter() - t0
+            if plan.refused:
+                self._refused += len(plan.refused)
+                if self._progress:
+                    self._progress(len(plan.refused))
             if plan:
                 duration = self.cost.iteration_time(*plan.shape())
                 worker.busy = True
@@ -226,6 +235,8 @@ class Simulator:
                 heapq.heappush(self._events, (now + duration, next(self._seq), _ITERATION_DONE, worker))
                 self._sample_kv(worker, now, duration)
                 return
+            if plan.refused:
+                continue  # it only refused requests: plan again for what is left
             if sched.running or sched.gt_queue or not sched.waiting:
                 raise RuntimeError(f"policy {sched.policy.name} planned nothing with work in the batch")
             # Nothing runs and the head of the queue still does not fit: it never will.

@@ -7,24 +7,35 @@ from dataclasses import dataclass, replace
 from ecoserve.core.cost_model import CostModel
 from ecoserve.core.policies.base import Policy
 from ecoserve.core.policies.ecoserve import EcoServeConfig, EcoServePolicy
+from ecoserve.core.policies.forecast import LengthForecast
 from ecoserve.core.policies.orca import OrcaConfig, OrcaPolicy
 from ecoserve.core.policies.vllm import VllmConfig, VllmPolicy
 from ecoserve.core.policies.vllm_v0 import VllmV0Config, VllmV0Policy
 
-# Each EcoServe variant switches one mechanism off (or, for oracle, gives it the true lengths).
+# Each EcoServe variant switches one mechanism off or swaps it for an alternative (oracle: the
+# true lengths); docs/scheduling.md says what each mechanism does and docs/results.md what it pays.
 ECOSERVE_VARIANTS: dict[str, dict[str, object]] = {
     "ecoserve": {},
-    "ecoserve-no-pipelining": {"pipelining": False},
-    "ecoserve-no-rl-groups": {"rl_groups": False},
-    "ecoserve-no-kv-priority": {"kv_priority": False},
+    "ecoserve-fcfs": {"order": "fcfs"},
+    "ecoserve-slack": {"order": "slack"},
+    "ecoserve-yield": {"overload": "yield"},
+    "ecoserve-no-overload": {"overload": "none"},
+    "ecoserve-no-reservation": {"admission": "on-demand"},
+    # The paper's mechanisms: RL reservation, KVC pipelining, RL groups and KV priority.
+    "ecoserve-reservation": {"admission": "reservation", "rl_groups": True, "kv_priority": True},
+    "ecoserve-reservation-no-pipelining": {
+        "admission": "reservation", "rl_groups": True, "kv_priority": True, "pipelining": False,
+    },
+    "ecoserve-upper": {"admission": "reservation", "reservation": "upper"},
+    "ecoserve-half-reservation": {"admission": "reservation", "reservation_scale": 0.5},
+    "ecoserve-rl-groups": {"rl_groups": True},
+    "ecoserve-kv-priority": {"kv_priority": True},
     "ecoserve-single-queue": {"single_queue": True},
-    "ecoserve-no-reservation": {"reservation": "none"},
-    "ecoserve-upper": {"reservation": "upper"},
-    "ecoserve-half-reservation": {"reservation_scale": 0.5},
-    "ecoserve-oracle": {"reservation": "oracle"},
+    "ecoserve-deadline-budget": {"deadline_budget": 0.25},
+    "ecoserve-oracle": {"lengths": "oracle"},
     "ecoserve-no-budget": {"iteration_target": 0.0},
 }
-BASELINES = ("vllm", "vllm-budget", "vllm-v0", "orca")
+BASELINES = ("vllm", "vllm-budget", "vllm-sjf", "vllm-v0", "orca")
 POLICY_NAMES: tuple[str, ...] = (*ECOSERVE_VARIANTS, *BASELINES, "distserve")
 
 
@@ -36,6 +47,9 @@ class PolicyOptions:
     max_num_seqs: int | None = None
     watermark: float | None = None
     iteration_target: float = 0.09  # seconds; EcoServe's per-iteration compute budget
+    overflow_probability: float | None = None  # EcoServe's KV forecast admission
+    # The predictor's measured errors, for the KV forecast (None: predictions taken as exact).
+    lengths: LengthForecast | None = None
 
 
 def vllm_defaults(cost: CostModel) -> tuple[int, int]:
@@ -52,14 +66,17 @@ def make_policy(name: str, cost: CostModel, options: PolicyOptions = PolicyOptio
         config = replace(config, **ECOSERVE_VARIANTS[name])  # type: ignore[arg-type]
         if options.max_num_seqs:
             config = replace(config, max_num_seqs=options.max_num_seqs)
-        policy: Policy = EcoServePolicy(cost, config)
-    elif name in ("vllm", "vllm-budget"):
+        if options.overflow_probability is not None:
+            config = replace(config, overflow_probability=options.overflow_probability)
+        policy: Policy = EcoServePolicy(cost, config, options.lengths)
+    elif name in ("vllm", "vllm-budget", "vllm-sjf"):
         tokens, seqs = vllm_defaults(cost)
         config_v1 = VllmConfig(
             max_num_batched_tokens=options.token_budget or tokens,
             max_num_seqs=options.max_num_seqs or seqs,
             watermark=options.watermark if options.watermark is not None else 0.0,
             iteration_target=options.iteration_target if name == "vllm-budget" else 0.0,
+            order="sjf" if name == "vllm-sjf" else "fcfs",
         )
         policy = VllmPolicy(config_v1, cost)
     elif name == "vllm-v0":
@@ -83,4 +100,4 @@ def make_policy(name: str, cost: CostModel, options: PolicyOptions = PolicyOptio
     return policy
 
 
-__all__ = ["POLICY_NAMES", "PolicyOptions", "Policy", "make_policy", "vllm_defaults"]
+__all__ = ["POLICY_NAMES", "LengthForecast", "PolicyOptions", "Policy", "make_policy", "vllm_defaults"]

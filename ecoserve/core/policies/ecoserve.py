@@ -1,42 +1,46 @@
 """The EcoServe policy (DESIGN section 4), every mechanism behind a switch for ablation.
 
 Per iteration of one worker:
-1. Loans whose lender's write frontier is about to reach them are ended: the borrower moves to
-   free blocks, or is preempted.
-2. Every running generation task (GT) decodes one token inside its reservation; one that overruns
-   its reservation is extended from free KV, else from a loan, else the cheapest request to
-   recompute is preempted.
-3. Prefilled GTs waiting to join the batch are admitted (by RL group, most KV held first) while the
-   batch stays within `max_num_seqs` and the iteration-time target.
-   A GT joins with KV reserved for its predicted response length, taken from free blocks or, if
-   it will be done in time, borrowed from a running GT's reserved-but-unwritten tail (KVC
-   pipelining).
+1. (Reservation admission only) loans whose lender's frontier is about to reach them end.
+2. Every running generation task (GT) decodes one token. One that needs a block it does not have
+   gets it from free KV, else (reservations) from a loan, else the request cheapest to recompute
+   (least KV held; on ties the one with most TPOT slack) is preempted.
+3. Prefilled GTs waiting to join the batch are admitted in order (or by RL group, most KV held
+   first, as switches) while the batch stays within `max_num_seqs` and the iteration-time target.
 4. The rest of the iteration's compute, sized by the cost model to keep the iteration within the
-   TPOT target, goes to prompt tasks (PTs): continuing chunks first, then new prompts by least
-   slack. A prompt needs KV for itself only, and only from blocks that waiting GTs are not owed.
+   TPOT target, goes to prompt tasks (PTs): continuing chunks first, then waiting prompts in the
+   queue order (ordering.py: least predicted remaining work first by default). A prompt that can
+   no longer meet its TTFT deadline is refused with a retryable error (`overload="shed"`) or
+   waits behind those still on time (`"yield"`). A prompt is admitted while the KV forecast of
+   the batch with it stays within the cache at the overflow probability (forecast.py), or, with
+   `admission="reservation"`, while its own prompt fits in blocks the waiting GTs are not owed
+   (they reserve their predicted length when they join; reservation.py).
 
-Prefilling before the RL reservation is granted moves queueing from before the first token (a
-tight TTFT budget) to after it (TPOT slack, usually large). Should waiting GTs ever hold all KV
-with nothing running to free any, the one holding least is preempted.
+Should waiting GTs ever hold all KV with nothing running to free any, the one holding least is
+preempted.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_right, insort
-from dataclasses import dataclass
+from bisect import insort
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from ecoserve.core.plan import BatchPlan
 from ecoserve.core.policies.base import Policy, crosses_block
 from ecoserve.core.policies.budget import IterationBudget
+from ecoserve.core.policies.forecast import KvForecast, LengthForecast
+from ecoserve.core.policies.ordering import OrderName, Overload, QueueOrder
+from ecoserve.core.policies.reservation import Reservation, Reservations
 from ecoserve.core.request import Phase, Request, blocks_for
 
 if TYPE_CHECKING:
     from ecoserve.core.cost_model import CostModel
     from ecoserve.core.scheduler import WorkerScheduler
 
-Reservation = Literal["upper", "point", "oracle", "none"]
+Admission = Literal["forecast", "reservation", "on-demand"]
+Lengths = Literal["predicted", "oracle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,58 +48,60 @@ class EcoServeConfig:
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192  # hard cap on tokens per iteration
     iteration_target: float = 0.09  # seconds per iteration the budget aims at (0: no time budget)
-    # RL reserved when a GT joins: the point prediction (overruns are extended), the predictor's
-    # upper quantile, the true length, or nothing (KV on demand).
-    reservation: Reservation = "point"
-    reservation_scale: float = 1.0  # share of the predicted RL reserved up front (oracle excepted)
-    pipelining: bool = True  # lend reserved-but-unwritten KV to requests that finish in time
-    rl_groups: bool = True  # admit waiting GTs by RL bucket
-    kv_priority: bool = True  # waiting GTs holding more KV go first
-    single_queue: bool = False  # one FCFS queue: prefilled requests join at once, no lookahead
-    extension_fraction: float = 0.25  # overrun extension, as a share of the predicted RL
+    order: OrderName = "work"  # the waiting prompts' order (ordering.py)
+    overload: Overload = "shed"  # what a prompt that can no longer be on time does
+    # KV admission: by forecast of the batch's occupancy, by the paper's reservation of the
+    # predicted length when a GT joins, or none (KV on demand, preempting when it runs out).
+    admission: Admission = "forecast"
+    overflow_probability: float = 0.05  # forecast admission: accepted chance of running out of KV
+    lengths: Lengths = "predicted"  # "oracle": the true lengths (simulation only)
+    reservation: Reservation = "point"  # reservation admission: point prediction or upper quantile
+    reservation_scale: float = 1.0  # reservation admission: share of the length reserved up front
+    pipelining: bool = True  # reservation admission: lend reserved-but-unwritten KV
+    rl_groups: bool = False  # admit waiting GTs by RL bucket (measured: no gain, docs/results.md)
+    kv_priority: bool = False  # waiting GTs holding more KV go first (measured: no gain)
+    single_queue: bool = False  # no GT queue: prefilled requests join at once, no lookahead
+    priority: bool = True  # higher Request.priority goes first
+    # Seconds an iteration may grow to when a waiting prompt is at risk of its TTFT deadline and
+    # every decode is ahead of its TPOT schedule (0: the iteration target always holds).
+    deadline_budget: float = 0.0
+    extension_fraction: float = 0.25  # reservation overrun extension, a share of the prediction
     loan_margin: float = 1.25  # a loan needs the lender's frontier this many times farther away
     lookahead: int = 16  # waiting prompts tried past one that does not fit
     loan_tries: int = 4  # failed loan searches per iteration (each scans the batch)
-    slo_order: bool = True  # prompts past their TTFT deadline wait behind those still on time
 
 
 class EcoServePolicy(Policy):
     name = "ecoserve"
 
-    def __init__(self, cost_model: CostModel, config: EcoServeConfig = EcoServeConfig()) -> None:
+    def __init__(
+        self, cost_model: CostModel, config: EcoServeConfig = EcoServeConfig(), lengths: LengthForecast | None = None
+    ) -> None:
         self.cost = cost_model
         self.config = config
+        oracle = config.lengths == "oracle"
+        # Without a measured error distribution the prediction is taken at its word.
+        self.lengths = LengthForecast.exact() if oracle or lengths is None else lengths
+        self.point_of = _true_length if oracle else _predicted_length
+        self.order = QueueOrder(config.order, cost_model, config.iteration_target or 0.05, self.point_of, config.priority)
         self.budget = IterationBudget(cost_model, config.iteration_target) if config.iteration_target else None
+        self.reservations = None
+        if config.admission == "reservation":
+            self.reservations = Reservations(
+                config.reservation, config.reservation_scale, config.pipelining, config.loan_margin, self.point_of
+            )
 
-    # --- queue order -------------------------------------------------------------------------
+    # --- queues ------------------------------------------------------------------------------
 
-    def _pt_key(self, req: Request) -> float:
-        """Least slack first: TTFT deadline less the prompt's own compute (a static key)."""
-        if self.config.single_queue:
-            return req.arrival
-        p = req.prompt_len
-        return req.arrival + req.slo.ttft - self.cost.iteration_time(1, p, p * p, 0, 0, 0)
-
-    def _pt_order(self, waiting: list[Request], now: float) -> list[Request]:
-        """Prompts that can still meet their TTFT first (least slack first), then the late ones.
-
-        A prompt already past its deadline gains nothing from going first, while the KV and
-        compute it takes can make an on-time one late too.
-        """
-        if self.config.single_queue or not self.config.slo_order:
-            return waiting[: self.config.lookahead + 64]
-        late = bisect_right(waiting, now, key=self._pt_key)
-        window = self.config.lookahead + 64
-        return waiting[late : late + window] + waiting[: min(late, window)]
+    def _insert(self, sched: WorkerScheduler, req: Request) -> None:
+        capacity = sched.ledger.capacity * sched.ledger.block_size
+        insort(sched.waiting, req, key=lambda r: self.order.key(r, capacity))
 
     def enqueue(self, sched: WorkerScheduler, req: Request) -> None:
-        insort(sched.waiting, req, key=self._pt_key)
+        self._insert(sched, req)
 
     def requeue_preempted(self, sched: WorkerScheduler, req: Request) -> None:
-        if self.config.single_queue or not self.config.kv_priority:
-            insort(sched.waiting, req, key=self._pt_key)
-        else:
-            sched.waiting.insert(0, req)  # it held KV: finishing it frees KV soonest
+        self._insert(sched, req)  # the order puts requests that already produced tokens first
 
     def on_prefilled(self, sched: WorkerScheduler, req: Request) -> bool:
         if self.config.single_queue:
@@ -105,37 +111,13 @@ class EcoServePolicy(Policy):
         sched.gt_queue.append(req)
         return True
 
-    # --- reservation sizes -------------------------------------------------------------------
-
-    def _reserved_rl(self, req: Request) -> int:
-        mode = self.config.reservation
-        if mode == "oracle":
-            return min(max(req.target_len, req.generated + 1), req.max_tokens)
-        elif mode == "point":
-            rl = req.prediction.point
-        elif mode == "upper":
-            rl = req.prediction.upper
-        else:
-            return 0
-        rl = math.ceil(rl * self.config.reservation_scale)
-        return min(max(rl, req.generated + 1), req.max_tokens)
-
-    def _reservation_blocks(self, req: Request, bs: int) -> int:
-        return blocks_for(max(req.num_tokens, req.prompt_len + self._reserved_rl(req)), bs)
-
-    def _admission_blocks(self, req: Request, bs: int) -> int:
-        """KV a prompt task needs to start: its prompt, or everything with a single queue."""
-        if self.config.single_queue:
-            return self._reservation_blocks(req, bs)
-        return blocks_for(req.num_tokens, bs)
-
     # --- the iteration -----------------------------------------------------------------------
 
     def schedule(self, sched: WorkerScheduler, now: float) -> BatchPlan:
         plan = BatchPlan()
-        if sched.ledger.lenders():
-            self._reclaim_loans(sched, plan)
-        self._decodes(sched, plan)
+        if self.reservations is not None and sched.ledger.lenders():
+            self.reservations.reclaim_loans(sched, plan)
+        self._decodes(sched, plan, now)
         if sched.gt_queue:
             self._admit_gts(sched, plan)
         self._prefills(sched, plan, now)
@@ -148,24 +130,7 @@ class EcoServePolicy(Policy):
             self._prefills(sched, plan, now)
         return plan
 
-    def _reclaim_loans(self, sched: WorkerScheduler, plan: BatchPlan) -> None:
-        ledger = sched.ledger
-        bs = ledger.block_size
-        for lender_id in ledger.lenders():
-            lender = sched.requests[lender_id]
-            acct = ledger.account(lender_id)
-            if blocks_for(lender.num_tokens + 1, bs) <= acct.own - acct.lent:
-                continue
-            for borrower_id in ledger.loans_of(lender_id):
-                if ledger.migrate(borrower_id):
-                    sched.stats.loan_migrations += 1
-                else:
-                    borrower = sched.requests[borrower_id]
-                    sched.preempt(borrower)
-                    plan.preempted.append(borrower)
-                    sched.stats.loan_preemptions += 1
-
-    def _decodes(self, sched: WorkerScheduler, plan: BatchPlan) -> None:
+    def _decodes(self, sched: WorkerScheduler, plan: BatchPlan, now: float) -> None:
         ledger = sched.ledger
         bs = ledger.block_size
         # Block needs first, so that a preemption never removes a request already planned.
@@ -174,41 +139,46 @@ class EcoServePolicy(Policy):
                 continue
             target = req.num_computed + 1
             if crosses_block(req.num_computed, target, bs):
-                if blocks_for(target, bs) > ledger.room(req.id) and not self._overrun(sched, req, plan):
+                if blocks_for(target, bs) > ledger.room(req.id) and not self._grow(sched, req, plan, now):
                     continue
                 ledger.write(req.id, target)
         for req in sched.running:
             if req.phase is Phase.RUNNING:
                 plan.add(req, 1)
 
-    def _overrun(self, sched: WorkerScheduler, req: Request, plan: BatchPlan) -> bool:
-        """Give an overrunning request room for one more block. False if it was preempted."""
+    def _grow(self, sched: WorkerScheduler, req: Request, plan: BatchPlan, now: float) -> bool:
+        """Give a request room for one more block. False if it was preempted."""
         ledger = sched.ledger
-        sched.stats.overruns += 1
-        req.overruns += 1
-        bs = ledger.block_size
         step = 1
-        if self.config.reservation != "none":
-            step = max(1, blocks_for(math.ceil(self.config.extension_fraction * req.prediction.point), bs))
+        if self.reservations is not None:  # it outgrew its reservation
+            sched.stats.overruns += 1
+            req.overruns += 1
+            step = max(1, blocks_for(math.ceil(self.config.extension_fraction * self.point_of(req)), ledger.block_size))
         while True:
             if ledger.allocate(req.id, step) or ledger.allocate(req.id, 1):
-                sched.stats.extensions += 1
+                sched.stats.extensions += self.reservations is not None
                 return True
-            if self.config.pipelining and self._borrow(sched, req, 1, duration=bs):
-                return True
-            victim = self._victim(sched, req)
+            if self.reservations is not None and self.reservations.pipelining:
+                if self.reservations.borrow(sched, req, 1, duration=ledger.block_size):
+                    return True
+            victim = self._victim(sched, req, now)
             sched.preempt(victim)
             plan.preempted.append(victim)
             if victim is req:
                 return False
 
-    def _victim(self, sched: WorkerScheduler, overrunner: Request) -> Request:
-        """The batch member that is cheapest to recompute (least KV held), newest on ties."""
+    def _victim(self, sched: WorkerScheduler, grower: Request, now: float) -> Request:
+        """The batch member cheapest to recompute (least KV held); on ties, the one most ahead of
+        its TPOT schedule, then the newest."""
         ledger = sched.ledger
+
+        def slack(r: Request) -> float:
+            return (r.first_token_time or now) + r.slo.tpot * r.generated - now
+
         return min(
             (r for r in sched.running if r.phase in (Phase.RUNNING, Phase.PREFILLING)),
-            key=lambda r: (ledger.held(r.id), -r.admitted_seq),
-            default=overrunner,
+            key=lambda r: (ledger.held(r.id), -slack(r), -r.admitted_seq),
+            default=grower,
         )
 
     def _admit_gts(self, sched: WorkerScheduler, plan: BatchPlan) -> None:
@@ -239,7 +209,7 @@ class EcoServePolicy(Policy):
                     break
             for req in take:
                 # Joining never preempts anyone already planned for this iteration.
-                if not self._reserve_rl(sched, req, borrow=loan_tries > 0):
+                if self.reservations is not None and not self.reservations.reserve(sched, req, borrow=loan_tries > 0):
                     loan_tries -= cfg.pipelining
                     continue
                 target = req.num_computed + 1
@@ -255,36 +225,28 @@ class EcoServePolicy(Policy):
         if admitted:
             sched.gt_queue = [r for r in queue if r.id not in admitted and r.phase is Phase.WAITING_GT]
 
-    def _reserve_rl(self, sched: WorkerScheduler, req: Request, borrow: bool) -> bool:
-        """Reserve KV for a GT's predicted response, from free blocks or from a loan."""
-        ledger = sched.ledger
-        extra = self._reservation_blocks(req, ledger.block_size) - ledger.room(req.id)
-        if extra <= 0 or ledger.allocate(req.id, extra):
-            return True
-        duration = self._reserved_rl(req) - req.generated
-        return borrow and self.config.pipelining and self._borrow(sched, req, extra, duration)
-
-    def _gt_demand(self, sched: WorkerScheduler) -> int:
-        """Blocks the waiting GTs still need for their reservations."""
-        ledger = sched.ledger
-        bs = ledger.block_size
-        return sum(max(0, self._reservation_blocks(r, bs) - ledger.room(r.id)) for r in sched.gt_queue)
-
-    def _chunk(self, plan: BatchPlan, prefix: int, want: int) -> int:
+    def _chunk(self, budget: IterationBudget | None, plan: BatchPlan, prefix: int, want: int) -> int:
         """Tokens of a prefill chunk (up to `want`, on `prefix` computed ones) the step has room for."""
         want = min(want, self.config.max_num_batched_tokens - plan.num_tokens)
-        if self.budget is None:
+        if budget is None:
             return max(want, 0)
-        return self.budget.chunk(plan, prefix, want)
+        return budget.chunk(plan, prefix, want)
+
+    def _admission_blocks(self, req: Request, bs: int) -> int:
+        """KV a prompt task needs to start: its prompt, or its reservation with a single queue."""
+        if self.config.single_queue and self.reservations is not None:
+            return self.reservations.blocks(req, bs)
+        return blocks_for(req.num_tokens, bs)
 
     def _prefills(self, sched: WorkerScheduler, plan: BatchPlan, now: float) -> None:
         cfg = self.config
         ledger = sched.ledger
         bs = ledger.block_size
+        budget = self._prompt_budget(sched, now)
         for req in sched.running:
             if req.phase is not Phase.PREFILLING:
                 continue
-            n = self._chunk(plan, req.num_computed, req.pending_tokens)
+            n = self._chunk(budget, plan, req.num_computed, req.pending_tokens)
             if n <= 0:
                 return
             target = req.num_computed + n
@@ -293,48 +255,65 @@ class EcoServePolicy(Policy):
                 continue
             ledger.write(req.id, target)
             plan.add(req, n)
-        waiting = sched.waiting
+        window = cfg.lookahead + 64
+        candidates, late = self.order.split(sched.waiting, now, cfg.overload, window)
+        for req in late:
+            sched.abort(req.id, now, "refused")
+            plan.refused.append(req)
+        forecast = None
+        if cfg.admission == "forecast":
+            holders = [*sched.running, *sched.gt_queue]
+            forecast = KvForecast.of(holders, self.lengths, ledger.capacity, bs, cfg.overflow_probability, self.point_of)
         seats = cfg.max_num_seqs - len(sched.running) - len(sched.gt_queue)
-        owed = self._gt_demand(sched) if sched.gt_queue else 0
+        owed = self.reservations.owed(sched) if self.reservations is not None and sched.gt_queue else 0
         misses = 0
-        for req in self._pt_order(waiting, now):
+        for req in candidates:
             if seats <= 0:
                 return
             need = self._admission_blocks(req, bs)
-            if need > ledger.free - owed:
+            idle = not plan and not sched.running and not sched.gt_queue
+            if need > ledger.free - owed or (forecast is not None and not idle and not forecast.admits(req)):
                 misses += 1
                 if cfg.single_queue or misses > cfg.lookahead:
                     return
                 continue
-            n = self._chunk(plan, req.num_computed, req.pending_tokens)
+            n = self._chunk(budget, plan, req.num_computed, req.pending_tokens)
             if n <= 0:
                 return
             ledger.allocate(req.id, need)
-            waiting.remove(req)
+            sched.waiting.remove(req)
             sched.admit(req)
             ledger.write(req.id, req.num_computed + n)
             plan.add(req, n)
+            if forecast is not None:
+                forecast.add(req)
             seats -= 1
 
-    def _borrow(self, sched: WorkerScheduler, borrower: Request, blocks: int, duration: int) -> bool:
-        """Lend `blocks` from the running request whose frontier is farthest from its lent tail."""
-        ledger = sched.ledger
-        bs = ledger.block_size
-        if ledger.account(borrower.id).lent:
-            return False
-        best_id, best_room = -1, 0
-        for lender in sched.running:
-            if lender.phase is not Phase.RUNNING or lender is borrower:
-                continue
-            acct = ledger.account(lender.id)
-            if acct.borrowed:
-                continue
-            # Tokens the lender can still write before reaching the slice it would lend.
-            room = (acct.own - acct.lent - blocks) * bs - lender.num_tokens
-            if room > best_room:
-                best_id, best_room = lender.id, room
-        if best_id < 0 or best_room < self.config.loan_margin * duration:
-            return False
-        ledger.lend(best_id, borrower.id, blocks)
-        sched.stats.loans += 1
-        return True
+    def _prompt_budget(self, sched: WorkerScheduler, now: float) -> IterationBudget | None:
+        """The iteration budget for prompt chunks: the target, or (deadline_budget) longer while a
+        waiting prompt risks its TTFT deadline and every decode is ahead of its TPOT schedule."""
+        cfg, budget = self.config, self.budget
+        if not cfg.deadline_budget or budget is None:
+            return budget
+        slack = min(
+            ((r.first_token_time or now) + r.slo.tpot * r.generated - now for r in sched.running if r.generated),
+            default=math.inf,
+        )
+        if slack <= 0:
+            return budget
+        # At risk: chunked at the target, its prefill would not end before its deadline.
+        window = sched.waiting[: cfg.lookahead]
+        at_risk = any(
+            not self.order.late(r, now)
+            and now + budget.target * math.ceil(self.order.prefill_seconds(r) / budget.target) > r.arrival + r.slo.ttft
+            for r in window
+        )
+        return replace(budget, target=min(cfg.deadline_budget, budget.target + slack)) if at_risk else budget
+
+
+def _predicted_length(req: Request) -> int:
+    return max(req.prediction.point, 1)
+
+
+def _true_length(req: Request) -> int:
+    return max(req.target_len, req.generated + 1)

@@ -10,9 +10,10 @@ prompt fits in free blocks above the watermark; admission stops at the first mis
 from __future__ import annotations
 
 import itertools
+from bisect import insort
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ecoserve.core.plan import BatchPlan
 from ecoserve.core.policies.base import (
@@ -39,6 +40,9 @@ class VllmConfig:
     # Not vLLM: when set, each step's token budget is also sized by the cost model to keep the
     # iteration within this many seconds, as EcoServe does (the `vllm-budget` comparison).
     iteration_target: float = 0.0
+    # "sjf": the waiting queue ordered by predicted output length, shortest first, as vllm-ltr
+    # orders it by its predictor's ranking (the `vllm-sjf` comparison); "fcfs" is vLLM's own.
+    order: Literal["fcfs", "sjf"] = "fcfs"
 
 
 class VllmPolicy(Policy):
@@ -49,6 +53,18 @@ class VllmPolicy(Policy):
             raise ValueError("an iteration-time budget needs a cost model")
         self.config = config
         self.budget = IterationBudget(cost_model, config.iteration_target) if config.iteration_target else None
+
+    def enqueue(self, sched: WorkerScheduler, req: Request) -> None:
+        if self.config.order == "sjf":
+            insort(sched.waiting, req, key=_shortest_first)
+        else:
+            sched.waiting.append(req)
+
+    def requeue_preempted(self, sched: WorkerScheduler, req: Request) -> None:
+        if self.config.order == "sjf":
+            insort(sched.waiting, req, key=_shortest_first)  # its key puts it at the head
+        else:
+            sched.waiting.insert(0, req)
 
     def _tokens(self, req: Request, budget: int, plan: BatchPlan, later: Iterable[Request] = ()) -> int:
         """Tokens `req` computes this step: its pending ones under the token budget and the chunk
@@ -99,3 +115,8 @@ class VllmPolicy(Policy):
             admit_head(sched, plan, n)
             budget -= n
         return plan
+
+
+def _shortest_first(req: Request) -> tuple[int, int, float]:
+    """Preempted requests first (vLLM's head of the queue), then by predicted length."""
+    return (0 if req.preemptions else 1), req.prediction.point, req.arrival
