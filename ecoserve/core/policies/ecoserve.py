@@ -260,10 +260,7 @@ class EcoServePolicy(Policy):
         for req in late:
             sched.abort(req.id, now, "refused")
             plan.refused.append(req)
-        forecast = None
-        if cfg.admission == "forecast":
-            holders = [*sched.running, *sched.gt_queue]
-            forecast = KvForecast.of(holders, self.lengths, ledger.capacity, bs, cfg.overflow_probability, self.point_of)
+        forecast: KvForecast | None = None  # built for the first prompt that needs it
         seats = cfg.max_num_seqs - len(sched.running) - len(sched.gt_queue)
         owed = self.reservations.owed(sched) if self.reservations is not None and sched.gt_queue else 0
         misses = 0
@@ -271,8 +268,12 @@ class EcoServePolicy(Policy):
             if seats <= 0:
                 return
             need = self._admission_blocks(req, bs)
-            idle = not plan and not sched.running and not sched.gt_queue
-            if need > ledger.free - owed or (forecast is not None and not idle and not forecast.admits(req)):
+            gated = cfg.admission == "forecast" and (plan or sched.running or sched.gt_queue)
+            if gated and forecast is None:
+                holders = [*sched.running, *sched.gt_queue]
+                forecast = KvForecast.of(holders, self.lengths, ledger.capacity, bs, cfg.overflow_probability,
+                                         self.point_of)
+            if need > ledger.free - owed or (gated and not forecast.admits(req)):  # type: ignore[union-attr]
                 misses += 1
                 if cfg.single_queue or misses > cfg.lookahead:
                     return
