@@ -101,7 +101,7 @@ def smallest_clusters(
         else:
             layouts = {f"{gpus} workers": {"num_workers": gpus}}
         for label, layout in layouts.items():
-            exp = scenario.experiment(settings, policy=policy, **layout)
+            exp = scenario.experiment(settings, num_requests=settings.goodput_requests, policy=policy, **layout)
             summary = exp.run(policy, rate).summary(policy, rate)
             for ttft, fit in fits.items():
                 if fit is None and summary.ttft_p90 <= ttft and summary.tpot_p90 <= GOODPUT_TPOT:
@@ -199,7 +199,8 @@ def evaluate(settings: Settings, scenarios: tuple[Scenario, ...], jobs: int) -> 
             for policy in HEADLINE:
                 capacity(scenario, policy)
         for policy in ECOSERVE_VARIANTS:
-            capacity(KVC, policy)
+            for scenario in (KVC, PAPER):
+                capacity(scenario, policy)
         for mode in settings.predictor_modes:
             capacity(KVC, "ecoserve", mode)
         for variant in VARIANTS[1:]:
@@ -235,7 +236,7 @@ def evaluate(settings: Settings, scenarios: tuple[Scenario, ...], jobs: int) -> 
 @click.command()
 @click.option("--quick", is_flag=True, help="smoke configuration: two scenarios, 150 requests, 15% search bracket")
 @click.option("--jobs", type=int, default=2, show_default=True, help="processes for independent searches and runs")
-@click.option("--num-requests", type=int, default=None, help="requests per run  [default: 1000, --quick 150]")
+@click.option("--num-requests", type=int, default=None, help="requests per run  [default: 4000, --quick 150]")
 @click.option("--predictor", type=click.Choice(PREDICTOR_MODES), default="noisy", show_default=True)
 @click.option(
     "--out", type=click.Path(path_type=Path), default=None,
@@ -259,11 +260,12 @@ def main(quick: bool, jobs: int, num_requests: int | None, predictor: PredictorM
     if predictor == "noisy" and not noisy:
         raise click.UsageError("the noisy predictor's error model is missing; use --predictor oracle")
     settings = Settings(
-        num_requests=num_requests or (150 if quick else 1000),
+        num_requests=num_requests or (150 if quick else 4000),
         predictor=predictor,
         rel_tol=0.15 if quick else 0.03,
         goodput_rates=(10.0,) if quick else (5.0, 10.0, 20.0),
         predictor_modes=tuple(m for m in PREDICTOR_MODES if noisy or m != "noisy"),  # type: ignore[misc]
+        goodput_requests=150 if quick else 1000,
     )
     scenarios = QUICK_SCENARIOS if quick else SCENARIOS
     out = out or Path("out/headline-quick/results.md" if quick else "docs/results.md")

@@ -13,10 +13,11 @@ from ecoserve.sim.cluster import ClusterConfig
 from ecoserve.sim.experiment import Experiment
 from ecoserve.sim.predictions import PredictorMode
 
-HEADLINE = ("ecoserve", "vllm", "vllm-budget", "vllm-v0", "orca")
+HEADLINE = ("ecoserve", "vllm", "vllm-budget", "vllm-sjf", "vllm-v0", "orca")
 TARGETS = Path(__file__).resolve().parents[1] / "docs" / "targets.md"
 CRITERIA = {"slo": Criterion("slo"), "itl": Criterion("itl")}
-LOADS = (0.5, 0.8, 1.0)  # equal-rate table: shares of vllm's slo capacity
+LOADS = (0.5, 0.8, 1.0, 1.5)  # equal-rate table: shares of vllm's slo capacity (1.5: overload)
+OVERLOAD = 1.5
 CURVE_LOADS = (0.3, 0.65, 1.2)  # further rates for the latency-vs-rate plots only
 GOODPUT_TTFT = (0.2, 1.0)  # P90 TTFT targets, s: DistServe's default, and a looser one for 8B/A100
 GOODPUT_TPOT = 0.1  # P90 TPOT target, s (DistServe's default)
@@ -30,6 +31,7 @@ class Settings:
     rel_tol: float
     goodput_rates: tuple[float, ...]
     predictor_modes: tuple[PredictorMode, ...]  # the predictor comparison
+    goodput_requests: int  # requests per run of the GPU-count search (hundreds of runs)
     seed: int = 0
 
 
@@ -83,11 +85,12 @@ class Scenario:
         return replace(base, **changes)
 
     def experiment(
-        self, settings: Settings, predictor: PredictorMode | None = None, variant: Variant = BASE, **changes: Any
+        self, settings: Settings, predictor: PredictorMode | None = None, variant: Variant = BASE,
+        num_requests: int | None = None, **changes: Any,
     ) -> Experiment:
         return Experiment(
             self.workload,
-            settings.num_requests,
+            num_requests or settings.num_requests,
             settings.seed + variant.slice,
             predictor=predictor or settings.predictor,
             cluster=self.cluster(variant, **changes),
@@ -123,7 +126,8 @@ SCENARIOS = (
     Scenario("conv-4k", "azure-conv", model="llama-2-7b", overlong="drop"),
 )
 QUICK_SCENARIOS = (PAPER, KVC)
-SENSITIVE = ("ecoserve", "vllm", "vllm-budget", "vllm-v0")  # the ratios claimed are against these
+SENSITIVE = ("ecoserve", "vllm", "vllm-budget", "vllm-sjf", "vllm-v0")  # the ratios claimed are against these
+COMPARED = SENSITIVE[1:]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from headline_config import (
     BASE,
+    COMPARED,
     CRITERIA,
     CURVE_LOADS,
     GOODPUT_TPOT,
@@ -15,6 +16,7 @@ from headline_config import (
     KVC,
     LOADS,
     MAX_GPUS,
+    OVERLOAD,
     PAPER,
     SENSITIVE,
     TARGETS,
@@ -81,8 +83,9 @@ def capacity_section(res: Results, scenarios: tuple[Scenario, ...], main: str, c
         found = {p: res.capacity[(s.key, p, main, BASE.key)][criterion] for p in HEADLINE}
         cells = [f"{f.label()} ({100 * f.capacity / limit:.0f}%)" for f in found.values()]
         eco = found["ecoserve"]
-        rows.append([s.label, f"{limit:.2f}", *cells, ratio(eco, found["vllm-v0"]), ratio(eco, found["vllm"])])
-    return table(["scenario", "limit", *HEADLINE, "ecoserve / vllm-v0", "ecoserve / vllm"], rows)
+        ratios = [ratio(eco, found[p]) for p in COMPARED]
+        rows.append([s.label, f"{limit:.2f}", *cells, *ratios])
+    return table(["scenario", "limit", *HEADLINE, *(f"ecoserve / {p}" for p in COMPARED)], rows)
 
 
 def equal_rate_section(res: Results, scenario: Scenario) -> list[str]:
@@ -98,23 +101,42 @@ def equal_rate_section(res: Results, scenario: Scenario) -> list[str]:
             rows.append([
                 f"{100 * load:.0f}%", f"{r.rate:.2f}", policy, f"{r.jct_mean:.1f}", f"{jct_cut:+d}%",
                 f"{r.ttft_p99:.2f}", f"{1e3 * r.itl_p99:.0f}", f"{100 * r.slo_attainment:.1f}%", slo_gain,
-                str(r.preemptions),
+                str(r.preemptions), str(r.refused),
             ])
     header = ["load (of vllm slo capacity)", "rate", "policy", "mean JCT (s)", "JCT reduction vs vllm",
-              "P99 TTFT (s)", "P99 ITL (ms)", "SLO attainment", "SLO attainment vs vllm", "preemptions"]
+              "P99 TTFT (s)", "P99 ITL (ms)", "SLO attainment", "SLO attainment vs vllm", "preemptions",
+              "refused"]
     return table(header, rows)
 
 
-def ablation_section(res: Results, main: str) -> list[str]:
-    ref = res.capacity[(KVC.key, "ecoserve", main, BASE.key)]
+def overload_section(res: Results, scenarios: tuple[Scenario, ...]) -> list[str]:
+    """At OVERLOAD x vllm's slo capacity: goodput and the completed requests' P99 E2E."""
+    rows = []
+    for s in scenarios:
+        ref = res.runs[(s.key, "vllm", OVERLOAD)]
+        for policy in HEADLINE:
+            r = res.runs[(s.key, policy, OVERLOAD)]
+            gain = f"{r.goodput_rps / ref.goodput_rps:.2f}x" if ref.goodput_rps > 0 else "n/a"
+            rows.append([
+                s.label, f"{r.rate:.2f}", policy, f"{r.goodput_rps:.2f}", gain, f"{r.e2e_p99:.1f}",
+                f"{r.e2e_p99 / ref.e2e_p99:.2f}x", f"{100 * r.slo_attainment:.1f}%", str(r.refused),
+            ])
+    header = ["scenario", "rate", "policy", "goodput (req/s)", "goodput vs vllm", "P99 E2E of completed (s)",
+              "vs vllm", "SLO attainment", "refused"]
+    return table(header, rows)
+
+
+def ablation_section(res: Results, main: str, scenario: Scenario) -> list[str]:
+    ref = res.capacity[(scenario.key, "ecoserve", main, BASE.key)]
     rows = []
     for policy in ECOSERVE_VARIANTS:
-        found = res.capacity[(KVC.key, policy, main, BASE.key)]
+        found = res.capacity[(scenario.key, policy, main, BASE.key)]
+        preempted = found["slo"].at_capacity()
         rows.append([policy] + [
             cell for c in CRITERIA for cell in (found[c].label(), ratio(found[c], ref[c]))
-        ])
+        ] + [str(preempted.summary.preemptions) if preempted else "n/a"])
     header = ["policy"] + [h for c in CRITERIA for h in (f"{c} capacity", f"{c}: share of ecoserve")]
-    return table(header, rows)
+    return table(header + ["preemptions at slo capacity"], rows)
 
 
 def predictor_section(res: Results, settings: Settings) -> list[str]:
@@ -304,7 +326,19 @@ def write_report(
     lines += ["### The capacities behind them (requests/s)", "", *block]
     for criterion in CRITERIA:
         lines += [f"Criterion `{criterion}`:", "", *variants_section(res, scenarios, main, criterion), ""]
-    lines += ["## JCT and SLO attainment at equal rates", ""]
+    lines += [
+        "## Overload",
+        "",
+        f"At {OVERLOAD:g}x vllm's slo capacity: goodput (requests meeting both SLOs per second) and the",
+        "P99 E2E of the requests that completed, each against vllm's; `refused` counts the requests",
+        "ecoserve's overload control turned away with a retryable error (they count as misses).",
+        "",
+        *block,
+        *overload_section(res, (PAPER, KVC)),
+        "",
+        "## JCT and SLO attainment at equal rates",
+        "",
+    ]
     for s in (PAPER, KVC):
         lines += [
             f"### {s.label}",
@@ -321,22 +355,31 @@ def write_report(
     lines += [
         "## Ablations",
         "",
-        f"{KVC.label}; each variant switches one mechanism off (`ecoserve.core.policies.ECOSERVE_VARIANTS`).",
+        "Each variant switches one mechanism off or swaps it for an alternative",
+        "(`ecoserve.core.policies.ECOSERVE_VARIANTS`; docs/scheduling.md says what each does).",
+        "",
+        f"### {KVC.label}",
         "",
         *block,
-        *ablation_section(res, main),
+        *ablation_section(res, main, KVC),
+        "",
+        f"### {PAPER.label}",
+        "",
+        *block,
+        *ablation_section(res, main, PAPER),
         "",
         "### Predictor",
         "",
         "ecoserve with each predictor mode (`none`: every request gets the workload's mean and 90th",
-        "percentile), and ecoserve-oracle, which reserves the true length.",
+        "percentile), and ecoserve-oracle, which orders and forecasts with the true lengths.",
         "",
         *block,
         *predictor_section(res, settings),
         "",
         "## GPUs for a goodput target: colocated ecoserve vs distserve",
         "",
-        f"{PAPER.label}. The fewest GPUs whose run at the target rate has P90 TTFT and P90 TPOT within",
+        f"{PAPER.label}, {settings.goodput_requests} requests per run. The fewest GPUs whose run at the",
+        "target rate has P90 TTFT and P90 TPOT within",
         "their targets (DistServe's goodput definition). ecoserve: n colocated workers; distserve: every",
         "prefill/decode split of each total. 200 ms is DistServe's default TTFT target; 1 s is a looser",
         f"one for an 8B model on an A100. Searched up to {MAX_GPUS} GPUs.",
