@@ -52,3 +52,11 @@ def _convert(action: argparse.Action, raw: str) -> object:
     if action.choices is not None and value not in action.choices:
         raise ValueError(f"choose from {', '.join(map(str, action.choices))}")
     return value
+
+
+def port(raw: str) -> int:
+    """argparse type of a TCP port flag: 0-65535 (0: the system picks one; for --metrics-port, none)."""
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0-65535)")
+    return value

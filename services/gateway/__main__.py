@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
-from ecoserve.env import apply_env
+from ecoserve.env import apply_env, port
 from services.gateway.config import (
     DEFAULT_SLO_CLASSES,
     GatewayConfig,
@@ -14,7 +13,7 @@ from services.gateway.config import (
     parse_slo_class,
 )
 from services.gateway.server import serve
-from services.shell import serve_until_signalled
+from services.shell import run_service
 
 
 def main() -> None:
@@ -27,8 +26,8 @@ def main() -> None:
     ap.add_argument("--redis-url", help="Redis for the completion log [default: no log]")
     ap.add_argument("--redis-prefix", default="ecoserve")
     ap.add_argument("--host", default="127.0.0.1", help="address both APIs listen on")
-    ap.add_argument("--http-port", type=int, default=8000)
-    ap.add_argument("--grpc-port", type=int, default=50051)
+    ap.add_argument("--http-port", type=port, default=8000)
+    ap.add_argument("--grpc-port", type=port, default=50051)
     ap.add_argument("--api-key", action="append", default=[], help="accepted API key (repeatable)")
     ap.add_argument("--max-prompt-tokens", type=int, default=d.max_prompt_tokens)
     ap.add_argument("--max-tokens", type=int, default=d.max_tokens, help="largest max_tokens a request may ask for")
@@ -55,8 +54,7 @@ def main() -> None:
         http_port=args.http_port, grpc_port=args.grpc_port, api_keys=frozenset(args.api_key), limits=limits,
         slo_classes=slo_classes, default_slo_class=args.default_slo_class,
         predictor_timeout_s=args.predictor_timeout)
-    asyncio.run(serve_until_signalled(lambda stop: serve(config, stop)))
-
+    run_service(ap.prog, lambda stop: serve(config, stop))
 
 
 if __name__ == "__main__":

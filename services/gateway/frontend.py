@@ -71,7 +71,9 @@ class Frontend:
                    predictor, log_)
 
     async def close(self) -> None:
-        await asyncio.gather(*self._background, return_exceptions=True)
+        # a request cut at shutdown adds its cancel while earlier ones finish: until none is left
+        while pending := [task for task in self._background if not task.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
         await self.scheduler.close()
         if self.predictor is not None:
             await self.predictor.close()

@@ -3,6 +3,7 @@
 A token stream that breaks after the scheduler accepted the request (a scheduler restart) is
 resumed with Attach from the first token not yet received, as `ecoserve.client` does; a refusal
 before acceptance becomes the matching GatewayError at once, so clients get 400/429/503 promptly.
+At shutdown, `end_streams` ends the streams still open with UNAVAILABLE (503: retry elsewhere).
 """
 
 from __future__ import annotations
@@ -43,6 +44,18 @@ class SchedulerClient:
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.retry_after_s = retry_after_s
         self.resume_timeout_s = resume_timeout_s
+        self.closing = False
+        self._calls: set[grpc.aio.Call] = set()
+
+    def end_streams(self) -> None:
+        """Shutdown: no new submissions; every stream still open ends with a 503 to retry elsewhere (its
+        request is cancelled at the scheduler, as for a client that went away)."""
+        self.closing = True
+        for call in list(self._calls):
+            call.cancel()
+
+    def _shutting_down(self) -> GatewayError:
+        return GatewayError(ErrorKind.UNAVAILABLE, "the gateway is shutting down; retry", self.retry_after_s)
 
     async def stream(self, submit: scheduler_pb2.SubmitRequest) -> AsyncIterator[scheduler_pb2.TokenEvent]:
         """Token events; the first carries only the request id, the last has `finished`."""
@@ -50,11 +63,14 @@ class SchedulerClient:
         received = 0
         deadline = 0.0
         while True:
+            if self.closing:
+                raise self._shutting_down()
             if rid is None:
                 call = self.stub.Submit(submit)
             else:
                 call = self.stub.Attach(scheduler_pb2.AttachRequest(request_id=rid, from_index=received),
                                         wait_for_ready=True, timeout=max(0.1, deadline - time.monotonic()))
+            self._calls.add(call)
             try:
                 async for event in call:
                     if rid is None:
@@ -67,11 +83,16 @@ class SchedulerClient:
                     if event.finished:
                         return
                 code, details = grpc.StatusCode.UNAVAILABLE, "stream ended without a finish"
-            except grpc.aio.AioRpcError as exc:
+            except (grpc.aio.AioRpcError, asyncio.CancelledError) as exc:
+                if self.closing:  # ended by end_streams
+                    raise self._shutting_down() from None
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 if rid is None:
                     raise refusal(exc, self.retry_after_s) from None
                 code, details = exc.code(), exc.details()
             finally:
+                self._calls.discard(call)
                 call.cancel()
             if not deadline:
                 deadline = time.monotonic() + self.resume_timeout_s

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
-from ecoserve.env import apply_env
+from ecoserve.env import apply_env, port
 from services.predictor.learner import LearnerConfig
 from services.predictor.server import PredictorConfig, serve
-from services.shell import serve_until_signalled
+from services.shell import run_service
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m services.predictor", description=__doc__)
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=50053)
-    ap.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics port (0: none)")
+    ap.add_argument("--port", type=port, default=50053)
+    ap.add_argument("--metrics-port", type=port, default=0, help="Prometheus /metrics port (0: none)")
     ap.add_argument("--predictor-model", help="RL model file [default: the model shipped in the package]")
     ap.add_argument("--tokenizer", help="tokenizer spec overriding the model's (same fingerprint required)")
     ap.add_argument("--redis-url", help="Redis with the completion log; without it there is no retraining")
@@ -33,8 +32,7 @@ def main() -> None:
                             save_path=args.save_model)
     config = PredictorConfig(model=args.predictor_model, tokenizer=args.tokenizer, redis_url=args.redis_url,
                              learner=learner, metrics_host=args.host, metrics_port=args.metrics_port)
-    asyncio.run(serve_until_signalled(lambda stop: serve(config, f"{args.host}:{args.port}", stop)))
-
+    run_service(ap.prog, lambda stop: serve(config, f"{args.host}:{args.port}", stop))
 
 
 if __name__ == "__main__":

@@ -14,18 +14,46 @@ import secrets
 import tempfile
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import redis.asyncio as aredis
 
 from ecoserve.completion_log import CompletionLog, LoggedCompletion
 from ecoserve.core.request import Prediction
 from ecoserve.predictor import Completion, PredictorError, RLPredictor
+from ecoserve.predictor.model import RLModel
 from services.predictor.live_error import LiveError
 
 log = logging.getLogger("ecoserve.predictor")
+T = TypeVar("T")
 BASE_VERSION = "base"
+
+
+def warm_up(model: RLPredictor | RLModel) -> None:
+    """Predict one prompt. A model's first prediction builds its forest from the boosters (0.1 s on
+    an idle core, several times that under load), longer than the gateway waits for a prediction
+    (0.25 s): done before the model serves, so no request pays for it."""
+    if isinstance(model, RLPredictor):
+        model.predict(["warm-up"], [None])
+    else:
+        model.predict_tokens(["warm-up"], [None])
+
+
+async def _unless_stopped(stop: asyncio.Event, coro: Awaitable[T]) -> T | None:
+    """`coro`'s result, or None (and `coro` cancelled) if `stop` is set first."""
+    task = asyncio.ensure_future(coro)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +107,8 @@ class Learner:
         self.new_since_retrain += len(entries)
 
     async def follow(self, stop: asyncio.Event) -> None:
-        """Read the log, adopt published models, retrain on schedule; until `stop`."""
+        """Read the log, adopt published models, retrain on schedule; until `stop` (a read of the log
+        in progress is dropped then; a retrain in progress finishes first)."""
         if self.log is None:
             return
         await self.adopt_published()
@@ -88,7 +117,10 @@ class Learner:
         next_retrain = time.monotonic() + self.config.retrain_interval_s
         while not stop.is_set():
             try:
-                last_id, entries = await self.log.read_after(last_id, self.config.poll_ms)
+                read = await _unless_stopped(stop, self.log.read_after(last_id, self.config.poll_ms))
+                if read is None:
+                    break
+                last_id, entries = read
                 self.observe(entries)
                 await self.adopt_published()
                 if (self.config.retrain_interval_s > 0 and time.monotonic() >= next_retrain
@@ -133,6 +165,7 @@ class Learner:
         self.new_since_retrain = 0
         try:
             model = await asyncio.to_thread(self.predictor.retrain, data, seed=self.config.seed, swap=False)
+            await asyncio.to_thread(warm_up, model)
             blob = await asyncio.to_thread(_model_bytes, model)
         except PredictorError as exc:
             self.last_error = str(exc)
@@ -170,4 +203,6 @@ def _load_bytes(data: bytes) -> RLPredictor:
     with tempfile.TemporaryDirectory(prefix="ecoserve-model-") as tmp:
         path = Path(tmp) / "model.json.gz"
         path.write_bytes(data)
-        return RLPredictor.load(path)
+        predictor = RLPredictor.load(path)
+    warm_up(predictor)
+    return predictor

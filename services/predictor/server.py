@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from ecoserve.predictor import RLPredictor
 from ecoserve.proto import common_pb2, predictor_pb2
-from services.predictor.learner import Learner, LearnerConfig
+from services.predictor.learner import Learner, LearnerConfig, warm_up
 from services.scheduler.protocol import ProtocolError, lenient, require
+from services.shell import StartupError, check_port, grpc_server, health_names, listen
 
 log = logging.getLogger("ecoserve.predictor")
 SERVICE = "ecoserve.v1.Predictor"
@@ -117,29 +118,38 @@ def _handlers(svc: PredictorService) -> grpc.GenericRpcHandler:
 
 
 async def serve(config: PredictorConfig, address: str, stop: asyncio.Event) -> None:
-    """Load the model, serve until `stop`; SERVING once the model (and a published one) is loaded."""
+    """Load the model, serve until `stop`; SERVING once the model (and a published one) is loaded and
+    has answered once (its first prediction builds the forest, which a request must not wait for)."""
+    check_port(address, "predictor gRPC")  # before the model loads: a taken port fails at once
+    if config.metrics_port:
+        check_port(f"{config.metrics_host}:{config.metrics_port}", "predictor metrics")
     predictor = await asyncio.to_thread(RLPredictor.load, config.model, tokenizer=config.tokenizer)
     client = aredis.Redis.from_url(config.redis_url) if config.redis_url else None
     learner = Learner(predictor, client, config.learner)
     svc = PredictorService(learner, config)
-    server = grpc.aio.server()
+    server = grpc_server()
     server.add_generic_rpc_handlers((_handlers(svc),))
     health_svc = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_svc, server)
-    if server.add_insecure_port(address) == 0:
-        raise RuntimeError(f"cannot listen on {address}")
+    await listen(server, address, "predictor gRPC")
     if config.metrics_port:
-        start_http_server(config.metrics_port, config.metrics_host, registry=svc.metrics.registry)
+        try:
+            start_http_server(config.metrics_port, config.metrics_host, registry=svc.metrics.registry)
+        except OSError as exc:
+            await server.stop(None)
+            raise StartupError(f"cannot listen on {config.metrics_host}:{config.metrics_port} "
+                               f"(predictor metrics): {exc.strerror}") from None
     if client is not None:
         await learner.adopt_published()
+    await asyncio.to_thread(warm_up, learner.predictor)
     await server.start()
     follower = asyncio.create_task(learner.follow(stop))
-    for name in ("", SERVICE):
+    for name in health_names(SERVICE):
         await health_svc.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("predictor on %s: model %s (%s), completion log %s", address, config.model or "shipped default",
              learner.version, "on" if client else "off")
     await stop.wait()
-    for name in ("", SERVICE):
+    for name in health_names(SERVICE):
         await health_svc.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace=2)
     await follower

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
-from ecoserve.env import apply_env
+from ecoserve.core.hardware import GPUS, MODELS
+from ecoserve.env import apply_env, port
+from ecoserve.launch import LIVE_POLICY_NAMES
 from services.scheduler.server import SchedulerConfig, serve
-from services.shell import serve_until_signalled
+from services.shell import run_service
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m services.scheduler", description=__doc__)
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=50052)
+    ap.add_argument("--port", type=port, default=50052)
     ap.add_argument("--redis-url", required=True)
-    ap.add_argument("--policy", default="ecoserve")
-    ap.add_argument("--cost-model", default="llama-2-7b", help="model whose cost model prices iterations")
-    ap.add_argument("--gpu", default="a100-40gb")
+    ap.add_argument("--policy", default="ecoserve", choices=LIVE_POLICY_NAMES)
+    ap.add_argument("--cost-model", default="llama-2-7b", choices=sorted(MODELS),
+                    help="model whose cost model prices iterations")
+    ap.add_argument("--gpu", default="a100-40gb", choices=sorted(GPUS))
     ap.add_argument("--max-queue", type=int, default=100_000)
     ap.add_argument("--result-timeout", type=float, default=60.0, help="seconds a worker may take per iteration")
     apply_env(ap)
@@ -26,8 +28,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(levelname)s %(message)s")
     config = SchedulerConfig(redis_url=args.redis_url, policy=args.policy, cost_model=args.cost_model, gpu=args.gpu,
                              max_queue=args.max_queue, result_timeout_s=args.result_timeout)
-    asyncio.run(serve_until_signalled(lambda stop: serve(config, f"{args.host}:{args.port}", stop)))
-
+    run_service(ap.prog, lambda stop: serve(config, f"{args.host}:{args.port}", stop))
 
 
 if __name__ == "__main__":

@@ -5,12 +5,18 @@ the scheduler reloads every unfinished request and queues it for recompute on th
 (re)connect. Worker engines start empty on every connection, so nothing a worker cached before a
 restart is trusted. If Redis goes away, `RedisGuard` pauses writes and writes the state back when it
 returns (see recovery.py).
+
+On SIGTERM the scheduler stops taking work, lets each worker finish and store the iteration in
+flight, then ends the worker sessions and the token streams with UNAVAILABLE, so that
+`server.stop(grace)` has only short calls left to wait for. Nothing accepted is lost: unfinished
+requests stay in Redis, the next scheduler restores them, and clients resume with Attach.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -31,9 +37,12 @@ from services.scheduler.protocol import ProtocolError, check_hello, lenient, req
 from services.scheduler.recovery import RedisGuard, redis_lost
 from services.scheduler.session import WorkerSession
 from services.scheduler.store import RequestStore
+from services.shell import check_port, grpc_server, health_names, listen
 
 log = logging.getLogger("ecoserve.scheduler")
 SERVICE = "ecoserve.v1.Scheduler"
+SHUTDOWN_GRACE_S = 2.0  # longest wait for work in flight at SIGTERM (an iteration, a unary call)
+SHUTTING_DOWN = "the scheduler is shutting down"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,7 @@ class SchedulerService:
         self.sessions: dict[str, WorkerSession] = {}
         self.finished = 0
         self._worker_ids = 0
+        self.stopping = asyncio.Event()  # set at shutdown: no new work, sessions and streams end
 
     async def restore(self) -> int:
         """Reload unfinished requests from Redis (scheduler restart); returns how many."""
@@ -113,10 +123,24 @@ class SchedulerService:
             session.ledger.flush_failed()
             raise
 
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop taking work; end worker sessions once their iteration in flight is stored (at most
+        `grace_s`), then end every token stream with UNAVAILABLE (clients resume with Attach)."""
+        self.stopping.set()
+        for session in self.sessions.values():
+            session.wake.set()
+        deadline = time.monotonic() + grace_s
+        while self.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for req in list(self.live.values()):
+            req.notify()
+
     # --- client RPCs -----------------------------------------------------------------------------
 
     async def Submit(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[scheduler_pb2.TokenEvent]:
         submit = await _check(context, request, scheduler_pb2.SubmitRequest)
+        if self.stopping.is_set():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{SHUTTING_DOWN}; retry")
         if len(self.live) >= self.config.max_queue:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"{len(self.live)} requests in flight; retry later")
@@ -135,7 +159,7 @@ class SchedulerService:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"Redis is unavailable ({exc}); retry")
         self._dispatch(req)
         yield scheduler_pb2.TokenEvent(request_id=req.id)
-        async for event in self._events(req, 0):
+        async for event in self._events(req, 0, context):
             yield event
 
     async def Attach(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[scheduler_pb2.TokenEvent]:
@@ -151,11 +175,14 @@ class SchedulerService:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no request {rid}")
         if not req.closed and req.id not in self.live:  # accepted by another scheduler meanwhile
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"request {rid} is not served here; retry")
-        async for event in self._events(req, attach.from_index):
+        async for event in self._events(req, attach.from_index, context):
             yield event
 
-    async def _events(self, req: LiveRequest, start: int) -> AsyncIterator[scheduler_pb2.TokenEvent]:
-        """Stored tokens from `start`, then the finish once it is stored; every token exactly once."""
+    async def _events(self, req: LiveRequest, start: int, context: grpc.aio.ServicerContext
+                      ) -> AsyncIterator[scheduler_pb2.TokenEvent]:
+        """Stored tokens from `start`, then the finish once it is stored; every token exactly once.
+
+        At shutdown an unfinished stream ends with UNAVAILABLE after the tokens stored so far."""
         sent = start
         while True:
             changed = req.changed()
@@ -167,6 +194,9 @@ class SchedulerService:
                 yield scheduler_pb2.TokenEvent(request_id=req.id, index=sent, finished=True,
                                                finish_reason=req.finish_reason or "")
                 return
+            if self.stopping.is_set():
+                await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                    f"{SHUTTING_DOWN}; Attach to request {req.id} from token {sent}")
             await changed.wait()
 
     async def Cancel(self, request: Any, context: grpc.aio.ServicerContext) -> scheduler_pb2.CancelResponse:
@@ -212,6 +242,8 @@ class SchedulerService:
         try:
             session = await self._open(context)
             await session.run(context, self._on_finished)
+            if self.stopping.is_set():
+                raise ProtocolError(grpc.StatusCode.UNAVAILABLE, f"{SHUTTING_DOWN}; reconnect later")
         except ProtocolError as exc:
             log.warning("worker %s: %s", session.hello.name if session else "?", exc.message)
             await context.abort(exc.code, exc.message)
@@ -241,12 +273,14 @@ class SchedulerService:
             raise ProtocolError(grpc.StatusCode.ALREADY_EXISTS, f"worker {hello.name!r} is already connected")
         if not self.guard.ready.is_set():
             raise ProtocolError(grpc.StatusCode.UNAVAILABLE, "Redis is unavailable; reconnect later")
+        if self.stopping.is_set():
+            raise ProtocolError(grpc.StatusCode.UNAVAILABLE, f"{SHUTTING_DOWN}; reconnect later")
         self._worker_ids += 1
         ledger = RedisLedger.create(self.sync_redis, hello.name, hello.capacity_blocks, hello.block_size,
                                     self.config.prefix)
         policy = make_policy(self.config.policy, self.cost, PolicyOptions())
         session = WorkerSession(self._worker_ids, hello, WorkerScheduler(policy, ledger, self._worker_ids), ledger,
-                                self.live, self._persist, self.config.result_timeout_s)
+                                self.live, self._persist, self.config.result_timeout_s, self.stopping)
         self.sessions[hello.name] = session
         await context.write(worker_pb2.SchedulerMessage(welcome=worker_pb2.Welcome(worker_id=session.worker_id)))
         log.info("worker %s connected: %d blocks of %d tokens, %s/%s", hello.name, hello.capacity_blocks,
@@ -292,28 +326,35 @@ def _handlers(svc: SchedulerService) -> grpc.GenericRpcHandler:
 
 async def serve(config: SchedulerConfig, address: str, stop: asyncio.Event) -> None:
     """Run until `stop` is set; the health service reports SERVING once requests are restored."""
+    check_port(address, "scheduler gRPC")  # a taken port fails the start at once
     svc = SchedulerService(config)
-    server = grpc.aio.server(options=[("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000)])
+    server = grpc_server([("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000)])
     server.add_generic_rpc_handlers((_handlers(svc),))
     health_svc = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_svc, server)
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise RuntimeError(f"cannot listen on {address}")
-    while True:  # before serving: an Attach must find restored requests live
-        try:
-            restored = await svc.restore()
-            break
-        except redis.ConnectionError as exc:
-            log.warning("waiting for Redis at %s: %s", config.redis_url, exc)
-            await asyncio.sleep(1.0)
-    await server.start()
-    for name in ("", SERVICE):
-        await health_svc.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("scheduler on %s (policy %s): %d unfinished requests restored", address, config.policy, restored)
-    await stop.wait()
-    for name in ("", SERVICE):
-        await health_svc.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    await server.stop(grace=2)
-    await svc.redis.aclose()
-    svc.sync_redis.close()
+    try:
+        await listen(server, address, "scheduler gRPC")
+        while True:  # before serving: an Attach must find restored requests live
+            try:
+                restored = await svc.restore()
+                break
+            except redis.ConnectionError as exc:
+                log.warning("waiting for Redis at %s: %s", config.redis_url, exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                    await server.stop(None)
+                    return  # stopped before it ever served
+                except TimeoutError:
+                    pass
+        await server.start()
+        for name in health_names(SERVICE):
+            await health_svc.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("scheduler on %s (policy %s): %d unfinished requests restored", address, config.policy, restored)
+        await stop.wait()
+        for name in health_names(SERVICE):
+            await health_svc.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await svc.shutdown(SHUTDOWN_GRACE_S)
+        await server.stop(grace=SHUTDOWN_GRACE_S)
+    finally:
+        await svc.redis.aclose()
+        svc.sync_redis.close()

@@ -31,7 +31,8 @@ Persist = Callable[["WorkerSession", dict[int, list[int]], list[LiveRequest]], A
 
 class WorkerSession:
     def __init__(self, worker_id: int, hello: worker_pb2.Hello, sched: WorkerScheduler, ledger: RedisLedger,
-                 live: dict[int, LiveRequest], persist: Persist, result_timeout_s: float) -> None:
+                 live: dict[int, LiveRequest], persist: Persist, result_timeout_s: float,
+                 stopping: asyncio.Event | None = None) -> None:
         self.worker_id = worker_id
         self.hello = hello
         self.sched = sched
@@ -45,6 +46,7 @@ class WorkerSession:
         self.wake = asyncio.Event()
         self.timer = IterationTimer()
         self.unstored: list[LiveRequest] = []  # finishes staged for Redis and not stored yet
+        self.stopping = stopping or asyncio.Event()  # the scheduler shuts down: end after this iteration
 
     # --- called by the server --------------------------------------------------------------------
 
@@ -79,11 +81,12 @@ class WorkerSession:
         iteration k's pipeline is sent, and the Redis round trip hides behind the worker's compute.
         Clients still see a token only once it is in Redis (`_land`); a worker that computed on a
         token Redis never got is dropped with the session, and that token is generated again.
+        Returns once `stopping` is set and the iteration in flight is stored.
         """
         clock = time.perf_counter
         landing: asyncio.Task[None] | None = None
         try:
-            while True:
+            while not self.stopping.is_set():
                 started = clock()
                 plan = self.sched.schedule(time.time())
                 failed = self._unschedulable(plan)
@@ -96,7 +99,8 @@ class WorkerSession:
                     continue
                 if idle:
                     self.wake.clear()
-                    await self.wake.wait()  # a new request or a cancel
+                    if not self.stopping.is_set():
+                        await self.wake.wait()  # a new request, a cancel or the shutdown
                     continue
                 self.iteration += 1
                 message = self._plan_message(plan)

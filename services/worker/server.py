@@ -7,11 +7,15 @@ recomputes what this worker held.
 It runs on asyncio (grpc.aio) with the engine's step called inline: a worker does one thing at a
 time, and a plan that arrives is executed on the thread that received it, with no hand-off to
 another thread on the way in or out (each hand-off is a wake-up the plan's round trip pays for).
+
+stop() (SIGTERM) ends the session at once while the worker waits for a plan; a plan being executed
+is finished and its result sent first, so the scheduler stores that iteration before the worker goes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -21,6 +25,7 @@ from ecoserve.engine import Engine, SamplingParams, StepItem
 from ecoserve.proto import common_pb2, scheduler_pb2_grpc, worker_pb2
 
 log = logging.getLogger("ecoserve.worker")
+STOP_TIMEOUT_S = 5.0  # longest a stop waits for the result in flight to be sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,7 @@ class Worker:
         self.identity = identity
         self.params: dict[int, SamplingParams] = {}
         self.stopping = asyncio.Event()
+        self._busy = False  # a plan is being executed or its result sent
 
     async def run(self, max_backoff_s: float = 2.0) -> None:
         """Serve sessions until stop(); reconnect with backoff when a session ends."""
@@ -53,7 +59,11 @@ class Worker:
             await asyncio.wait((session, stop), return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             if self.stopping.is_set():
-                session.cancel()
+                if not self._busy:
+                    session.cancel()  # waiting for a plan: nothing is in flight
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError, grpc.RpcError, ValueError,
+                                         RuntimeError):
+                    await asyncio.wait_for(session, STOP_TIMEOUT_S)
                 break
             try:
                 session.result()
@@ -82,8 +92,17 @@ class Worker:
             while (msg := await call.read()) is not grpc.aio.EOF:
                 if msg.WhichOneof("kind") == "welcome":
                     log.info("connected to %s as worker %d", self.scheduler, msg.welcome.worker_id)
-                else:
+                    continue
+                self._busy = True
+                try:
                     await call.write(worker_pb2.WorkerMessage(result=self._execute(msg.plan)))
+                finally:
+                    self._busy = False
+                if self.stopping.is_set():
+                    await call.done_writing()  # the scheduler stores this result, then ends the session
+                    with contextlib.suppress(grpc.RpcError):
+                        await call
+                    return
             await call  # raises the status the scheduler ended the stream with
 
     def _execute(self, plan: worker_pb2.BatchPlan) -> worker_pb2.IterationResult:
