@@ -14,14 +14,22 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from redis_server import redis_client, redis_url, unique_name  # noqa: F401 (fixtures)
 
 from ecoserve.core.kv_ledger import KVLedger, LedgerError
-from ecoserve.ledger import RedisLedger
+from ecoserve.core.prefix_cache import block_hashes
+from ecoserve.ledger import RedisLedger, ledger_keys
 
 RIDS = st.integers(0, 7)
 MakeLedger = Callable[..., KVLedger]
 
 
 def _state(led: KVLedger) -> tuple:
-    return (led.free, led.written, {r: (a.own, a.held, a.lent, dict(a.borrowed)) for r, a in led._accounts.items()})
+    cache = led.prefix
+    accounts = {r: (a.own, a.held, a.lent, dict(a.borrowed), list(a.shared)) for r, a in led._accounts.items()}
+    return (led.free, led.written, accounts, dict(cache.refs), list(cache.lru), cache.hits, cache.queries,
+            cache.evictions)
+
+
+# Four documents of ten blocks each: requests on the same document share its leading blocks.
+CHAINS = [block_hashes([doc] * 40, 4) for doc in range(4)]
 
 
 def _memory_factory(capacity: int, block_size: int = 16) -> KVLedger:
@@ -86,9 +94,33 @@ class LedgerMachine(RuleBasedStateMachine):
         self._refusable(lambda: self.ledger.write(rid, tokens))
         assert self.ledger.held(rid) <= max(room, 0) or not self.ledger.has(rid)
 
+    @rule(rid=RIDS, doc=st.integers(0, 3), blocks=st.integers(0, 10))
+    def match(self, rid: int, doc: int, blocks: int) -> None:
+        expect = self.ledger.cached_prefix(CHAINS[doc][:blocks])
+        before = self.ledger.used
+        acct = self.ledger.account(rid)
+        fresh = not (acct.own or acct.shared or acct.borrowed)
+        try:
+            hit = self.ledger.match(rid, CHAINS[doc][:blocks])
+        except LedgerError:
+            assert not fresh
+            return
+        assert hit == expect and self.ledger.held(rid) >= hit
+        assert self.ledger.used >= before  # matched blocks in use now, none taken from the free ones
+
+    @rule(rid=RIDS, doc=st.integers(0, 3), full=st.integers(0, 12))
+    def commit(self, rid: int, doc: int, full: int) -> None:
+        room, written = self.ledger.room(rid), self.ledger.written
+        self.ledger.commit(rid, CHAINS[doc], full)
+        assert self.ledger.room(rid) <= room and self.ledger.written <= written
+
     @rule(writes=st.lists(st.tuples(RIDS, st.integers(0, 200)), max_size=4))
     def write_batch(self, writes: list[tuple[int, int]]) -> None:
-        fits = all(-(-tokens // self.ledger.block_size) <= self.ledger.room(rid) for rid, tokens in writes)
+        def ok(rid: int, tokens: int) -> bool:
+            need = -(-tokens // self.ledger.block_size)
+            return len(self.ledger.account(rid).shared) <= need <= self.ledger.room(rid)
+
+        fits = all(ok(rid, tokens) for rid, tokens in writes)
         before = self._snapshot()
         try:
             self.ledger.write_batch(writes)
@@ -216,10 +248,10 @@ def test_reload_restores_every_account_and_takes_over(redis_client: redis.Redis)
 def test_a_flush_into_a_namespace_redis_lost_says_so(redis_client: redis.Redis) -> None:
     led = RedisLedger.create(redis_client, unique_name("lost"), capacity=20, block_size=16)
     led.allocate(1, 2)
-    redis_client.delete(led.meta_key, led.acct_key)  # as after a restart without persistence
+    redis_client.delete(led.meta_key, led.acct_key, led.cache_key)  # as after a restart without persistence
     with pytest.raises(LedgerError, match="LOST"):
         led.flush()
-    assert redis_client.exists(led.meta_key, led.acct_key) == 0
+    assert redis_client.exists(led.meta_key, led.acct_key, led.cache_key) == 0
 
 
 def test_load_of_an_unknown_worker_fails_cleanly(redis_client: redis.Redis) -> None:
@@ -251,3 +283,72 @@ def test_one_flush_is_one_round_trip(redis_client: redis.Redis) -> None:
     assert len(sent) == 1
     assert redis_client.info("commandstats")["cmdstat_eval"]["calls"] == calls_before + 1
     assert RedisLedger.read(redis_client, led.worker).held(99) == 5
+
+
+# --- prefix caching ----------------------------------------------------------------------------
+
+
+def test_prefix_blocks_are_shared_kept_after_use_and_evicted_oldest_first(make_ledger: MakeLedger) -> None:
+    led = make_ledger(capacity=10, block_size=4)
+    a, b = CHAINS[0], CHAINS[1]
+    assert led.match(1, a[:3]) == 0  # nothing cached yet: a miss
+    led.allocate(1, 3)
+    led.write(1, 12)
+    led.commit(1, a, 3)  # its three written blocks join the cache
+    assert (led.account(1).own, led.account(1).shared, led.used) == (0, a[:3], 3)
+    assert led.match(2, a[:5]) == 3  # a second request starts on them: shared, not copied
+    led.allocate(2, 2)
+    led.write(2, 20)
+    assert led.used == 5 and led.written == 5
+    led.release(1)
+    assert led.prefix.refs[a[0]] == 1 and led.used == 5  # still used by request 2
+    led.release(2)
+    assert led.used == 0 and led.free == 10 and led.prefix.evictable == 3  # kept, counted as free
+    led.allocate(3, 2)
+    led.write(3, 8)
+    led.commit(3, b, 2)
+    led.release(3)
+    assert list(led.prefix.lru) == [*a[:3], *b[:2]]
+    assert led.allocate(4, 7)  # 5 truly free, 2 taken from the oldest cached blocks
+    assert led.prefix.evictions == 2 and list(led.prefix.lru) == [a[2], *b[:2]]
+    assert led.cached_prefix(a) == 0  # the prefix's head is gone, so none of it matches
+    assert (led.prefix.queries, led.prefix.hits) == (8, 3)
+    led.check()
+    _verify(led)
+
+
+def test_a_block_computed_twice_is_shared_and_its_copy_freed(make_ledger: MakeLedger) -> None:
+    led = make_ledger(capacity=10, block_size=4)
+    doc = CHAINS[2]
+    for rid in (1, 2):  # both prefill the same prompt before either is cached
+        led.allocate(rid, 2)
+        led.write(rid, 8)
+    led.commit(1, doc, 2)
+    led.commit(2, doc, 2)
+    assert led.prefix.refs[doc[0]] == 2 and led.used == 2 and led.account(2).own == 0
+    with pytest.raises(LedgerError, match="shared prefix"):
+        led.write(2, 4)  # a request never gives back part of its shared prefix
+    led.check()
+    _verify(led)
+
+
+def test_reload_restores_the_prefix_index_in_lru_order(redis_client: redis.Redis) -> None:
+    name = unique_name("prefix")
+    led = RedisLedger.create(redis_client, name, capacity=20, block_size=4)
+    for rid, doc in ((1, 0), (2, 1), (3, 3)):
+        led.allocate(rid, 2)
+        led.write(rid, 8)
+        led.commit(rid, CHAINS[doc], 2)
+    led.release(2)
+    led.release(1)
+    led.match(4, CHAINS[3][:2])
+    led.flush()
+    reloaded = RedisLedger.load(redis_client, name)
+    assert _state(reloaded) == _state(led)
+    assert list(reloaded.prefix.lru) == [*CHAINS[1][:2], *CHAINS[0][:2]]
+    reloaded.release(3)
+    reloaded.release(4)
+    reloaded.flush()
+    assert list(RedisLedger.read(redis_client, name).prefix.lru)[-2:] == CHAINS[3][:2]
+    reloaded.delete()
+    assert redis_client.exists(*ledger_keys(name)) == 0  # the worker's prefix index goes with it
