@@ -132,13 +132,11 @@ class KVLedger:
 
     def match(self, rid: int, hashes: Sequence[int]) -> int:
         """Start `rid` (a request with no blocks yet) on its cached prefix: the longest leading run
-        of `hashes` in the cache becomes its shared, written prefix. Returns the blocks matched;
-        the lookup counts toward the hit rate."""
+        of `hashes` in the cache becomes its shared, written prefix. Returns the blocks matched."""
         acct = self._accounts.get(rid)
         if acct is not None and (acct.own or acct.shared or acct.borrowed):
             raise LedgerError(f"request {rid} already holds blocks; a prefix is matched before any")
         hit = self.prefix.longest_prefix(hashes)
-        self.prefix.count_lookup(len(hashes), hit)
         if hit:
             acct = self._accounts.setdefault(rid, Account())
             for h in hashes[:hit]:

@@ -48,6 +48,9 @@ class Request:
     # True response length; known to the simulator (and oracle policies), None when serving live.
     output_len: int | None = None
     priority: int = 0
+    # Chained hashes of the sequence's whole blocks as far as they are known (the prompt's; in a
+    # conversation, the reply's too): what prefix caching matches and caches.
+    block_hashes: tuple[int, ...] = ()
 
     phase: Phase = Phase.WAITING_PT
     generated: int = 0

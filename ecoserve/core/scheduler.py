@@ -82,10 +82,14 @@ class WorkerScheduler:
         """
         finished: list[Request] = []
         left_batch = False
+        caching = self.policy.prefix_caching
+        bs = self.ledger.block_size
         for req, n in plan.items:
             if req.phase is Phase.FINISHED or req.phase is Phase.WAITING_PT:
                 continue  # aborted or preempted while the iteration ran
             req.num_computed += n
+            if caching and req.block_hashes:
+                self.ledger.commit(req.id, req.block_hashes, req.num_computed // bs)
             if req.num_computed < req.num_tokens:
                 continue  # a prefill chunk that did not reach the end of the sequence
             req.generated += 1

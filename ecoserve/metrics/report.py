@@ -67,6 +67,7 @@ _COLUMNS: list[tuple[str, Callable[[RunSummary], float]]] = [
     ("preempt", lambda r: r.preemptions),
     ("overruns", lambda r: r.overruns),
     ("KV util %", lambda r: r.kv_util_mean * 100),
+    ("prefix hit %", lambda r: r.prefix_hit_rate * 100),
     ("sched us/iter", lambda r: r.sched_us_per_iter),
 ]
 

@@ -51,13 +51,19 @@ class RunSummary:
     refused: int = 0
     truncated: int = 0
     dropped: int = 0
+    prefix_queries: int = 0  # prompt blocks looked up in prefix caches
+    prefix_hits: int = 0  # of them, found cached
+
+    @property
+    def prefix_hit_rate(self) -> float:
+        return self.prefix_hits / self.prefix_queries if self.prefix_queries else math.nan
 
     def to_dict(self) -> dict[str, float | int | str | None]:
         """Plain dict for JSON; NaN/inf (no completed request) become null, as JSON has no NaN."""
         out: dict[str, float | int | str | None] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = None if isinstance(value, float) and not math.isfinite(value) else value
+        for name in [f.name for f in fields(self)] + ["prefix_hit_rate"]:
+            value = getattr(self, name)
+            out[name] = None if isinstance(value, float) and not math.isfinite(value) else value
         return out
 
 
@@ -91,6 +97,8 @@ def summarize(
     refused: int = 0,
     truncated: int = 0,
     dropped: int = 0,
+    prefix_queries: int = 0,
+    prefix_hits: int = 0,
 ) -> RunSummary:
     """Summarize completed requests of a run that sent `num_requests` (default: len(records)).
 
@@ -149,4 +157,6 @@ def summarize(
         refused=refused,
         truncated=truncated,
         dropped=dropped,
+        prefix_queries=prefix_queries,
+        prefix_hits=prefix_hits,
     )

@@ -42,6 +42,8 @@ class SimResult:
     rejected_kv: int  # refused because they need more KV than a worker's whole cache
     truncated: int  # prompts cut to fit the context (overlong="truncate")
     refused: int  # refused by overload control (could no longer meet their TTFT): retryable
+    prefix_queries: int  # prompt blocks looked up in the workers' prefix caches
+    prefix_hits: int  # of them, found cached
     stats: SchedulerStats
     sim_seconds: float
     wall_seconds: float
@@ -70,6 +72,8 @@ class SimResult:
             refused=self.refused,
             truncated=self.truncated,
             dropped=self.dropped,
+            prefix_queries=self.prefix_queries,
+            prefix_hits=self.prefix_hits,
         )
 
 
@@ -77,7 +81,8 @@ def fit_to_context(spec: RequestSpec, max_len: int) -> RequestSpec:
     """The request with its prompt cut (from the front, keeping the latest tokens, as
     truncate_prompt_tokens does) so prompt + output fit; the output too if it alone does not."""
     output = min(spec.output_len, max_len - 1)
-    return replace(spec, prompt_len=min(spec.prompt_len, max_len - output), output_len=output)
+    # A prompt cut at its front no longer starts with the blocks its hashes name.
+    return replace(spec, prompt_len=min(spec.prompt_len, max_len - output), output_len=output, block_hashes=None)
 
 
 class Simulator:
@@ -135,6 +140,7 @@ class Simulator:
                 prediction=preds[i],
                 slo=self.config.slo,
                 output_len=s.output_len,
+                block_hashes=s.block_hashes or (),
             )
             for i, s in enumerate(run)
         ]
@@ -197,6 +203,8 @@ class Simulator:
             rejected_kv=self._rejected_kv,
             truncated=truncated,
             refused=self._refused,
+            prefix_queries=sum(w.sched.ledger.prefix.queries for w in self.workers),
+            prefix_hits=sum(w.sched.ledger.prefix.hits for w in self.workers),
             stats=stats,
             sim_seconds=now,
             wall_seconds=time.perf_counter() - wall0,

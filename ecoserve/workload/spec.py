@@ -13,3 +13,6 @@ class RequestSpec:
     prompt_len: int
     output_len: int
     prompt: str | None = None
+    # Chained hashes of its 16-token blocks (prefix_cache.chain_hash), where the workload knows
+    # which blocks repeat: the prompt's, and in a conversation the reply's, which later turns repeat.
+    block_hashes: tuple[int, ...] | None = None

@@ -50,6 +50,9 @@ class PolicyOptions:
     overflow_probability: float | None = None  # EcoServe's KV forecast admission
     # The predictor's measured errors, for the KV forecast (None: predictions taken as exact).
     lengths: LengthForecast | None = None
+    # Automatic prefix caching; None: each policy's default (on for V1 and ecoserve, as in vLLM
+    # V1; off for vllm-v0 and orca, whose vLLM generation had it off by default).
+    prefix_caching: bool | None = None
 
 
 def vllm_defaults(cost: CostModel) -> tuple[int, int]:
@@ -97,6 +100,8 @@ def make_policy(name: str, cost: CostModel, options: PolicyOptions = PolicyOptio
     else:
         raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICY_NAMES)}")
     policy.name = name
+    default_caching = name in ECOSERVE_VARIANTS or name in ("vllm", "vllm-budget", "vllm-sjf")
+    policy.prefix_caching = default_caching if options.prefix_caching is None else options.prefix_caching
     return policy
 
 

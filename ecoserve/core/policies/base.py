@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 class Policy(ABC):
     name: str = "policy"
+    prefix_caching: bool = False  # reuse cached prefix blocks (vLLM V1's automatic prefix caching)
 
     def enqueue(self, sched: WorkerScheduler, req: Request) -> None:
         """A new request arrives: FCFS by default."""
@@ -63,3 +64,34 @@ def admit_head(sched: WorkerScheduler, plan: BatchPlan, num_tokens: int) -> None
     sched.ledger.write(req.id, req.num_computed + num_tokens)
     sched.admit(req)
     plan.add(req, num_tokens)
+
+
+def cached_prefix(sched: WorkerScheduler, req: Request) -> int:
+    """Blocks of `req`'s sequence this worker has cached, for a request with nothing computed
+    yet; at least one token is always left to compute, as vLLM leaves it, to sample from."""
+    if not sched.policy.prefix_caching or req.num_computed or not req.block_hashes:
+        return 0
+    bs = sched.ledger.block_size
+    usable = req.block_hashes[: (req.num_tokens - 1) // bs]
+    return sched.ledger.cached_prefix(usable)
+
+
+def start_on_prefix(sched: WorkerScheduler, req: Request, blocks: int) -> int:
+    """Start `req` on its cached prefix (`blocks` from cached_prefix): the blocks become its shared,
+    computed KV. Returns how many were matched (fewer if some were evicted since the look); the
+    lookup counts toward the worker's hit rate."""
+    if not sched.policy.prefix_caching or req.num_computed or not req.block_hashes:
+        return 0
+    bs = sched.ledger.block_size
+    usable = req.block_hashes[: (req.num_tokens - 1) // bs]
+    matched = sched.ledger.match(req.id, usable[:blocks]) if blocks else 0
+    sched.ledger.prefix.count_lookup(len(usable), matched)
+    req.num_computed = matched * bs
+    return matched
+
+
+def undo_prefix(sched: WorkerScheduler, req: Request) -> None:
+    """The request was not admitted after all: give its cached prefix back."""
+    if req.num_computed:
+        sched.ledger.release(req.id)
+        req.num_computed = 0

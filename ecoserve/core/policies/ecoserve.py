@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from ecoserve.core.plan import BatchPlan
-from ecoserve.core.policies.base import Policy, crosses_block
+from ecoserve.core.policies.base import Policy, cached_prefix, crosses_block, start_on_prefix, undo_prefix
 from ecoserve.core.policies.budget import IterationBudget
 from ecoserve.core.policies.forecast import KvForecast, LengthForecast
 from ecoserve.core.policies.ordering import OrderName, Overload, QueueOrder
@@ -267,7 +267,8 @@ class EcoServePolicy(Policy):
         for req in candidates:
             if seats <= 0:
                 return
-            need = self._admission_blocks(req, bs)
+            hit = cached_prefix(sched, req)
+            need = self._admission_blocks(req, bs) - hit
             gated = cfg.admission == "forecast" and (plan or sched.running or sched.gt_queue)
             if gated and forecast is None:
                 holders = [*sched.running, *sched.gt_queue]
@@ -278,10 +279,11 @@ class EcoServePolicy(Policy):
                 if cfg.single_queue or misses > cfg.lookahead:
                     return
                 continue
+            matched = start_on_prefix(sched, req, hit)
             n = self._chunk(budget, plan, req.num_computed, req.pending_tokens)
-            if n <= 0:
+            if n <= 0 or not ledger.allocate(req.id, self._admission_blocks(req, bs) - matched):
+                undo_prefix(sched, req)
                 return
-            ledger.allocate(req.id, need)
             sched.waiting.remove(req)
             sched.admit(req)
             ledger.write(req.id, req.num_computed + n)

@@ -19,8 +19,11 @@ from ecoserve.core.plan import BatchPlan
 from ecoserve.core.policies.base import (
     Policy,
     admit_head,
+    cached_prefix,
     crosses_block,
     grow_or_preempt_newest,
+    start_on_prefix,
+    undo_prefix,
 )
 from ecoserve.core.policies.budget import IterationBudget
 from ecoserve.core.request import Request, blocks_for
@@ -105,13 +108,16 @@ class VllmPolicy(Policy):
         waiting = sched.waiting
         while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
             req = waiting[0]
+            hit = cached_prefix(sched, req)
+            whole = blocks_for(req.num_tokens, bs) - hit  # scheduler_reserve_full_isl: the whole prompt
+            if cfg.reserve_full_isl and whole > ledger.free - watermark:
+                break
+            matched = start_on_prefix(sched, req, hit)
             n = self._tokens(req, budget, plan)
-            if n == 0:
+            first = blocks_for(req.num_computed + n, bs) - matched
+            if n == 0 or (not cfg.reserve_full_isl and first > ledger.free - watermark) or not ledger.allocate(req.id, first):
+                undo_prefix(sched, req)
                 break
-            whole = blocks_for(req.num_tokens if cfg.reserve_full_isl else n, bs)
-            if whole > ledger.free - watermark:
-                break
-            ledger.allocate(req.id, blocks_for(n, bs))
             admit_head(sched, plan, n)
             budget -= n
         return plan
