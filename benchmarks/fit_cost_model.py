@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ecoserve.core.cost_model import CostModel, entry_key
+from ecoserve.core.cost_model import FITTED_AS, CostModel, entry_key
 from ecoserve.core.hardware import GIB, GPUS, MODELS, RESERVE_BYTES_PER_GPU, ModelSpec, kv_capacity_blocks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -329,6 +329,7 @@ class Fitter:
         entries = {
             entry_key(name, family, tp): self._entry(spec, family, tp, *attention[name], cpu[name])
             for name, spec in MODELS.items()
+            if name not in FITTED_AS  # priced with another model's fit
             for family in FAMILIES
             for tp in TPS
             if tp >= MIN_TP.get(name, 1)
@@ -743,7 +744,8 @@ def render_doc(
     _, _, ms, ref = examples[1]  # (b) on A100
     a100_decode = ms / float(ref) - 1
     cpu = "; ".join(
-        f"{m} {data['entries'][entry_key(m, 'a100', MIN_TP.get(m, 1))]['cpu_overhead_ms']}" for m in MODELS
+        f"{m} {data['entries'][entry_key(m, 'a100', MIN_TP.get(m, 1))]['cpu_overhead_ms']}"
+        for m in MODELS if m not in FITTED_AS
     )
     terms = ("Lin", "all-reduce", "decode attention", "prefill attention")
     kv_rows = ["| model | gpu | tp | blocks | tokens |", "| --- | --- | ---: | ---: | ---: |"]

@@ -15,7 +15,7 @@ from ecoserve.core.hardware import (
 
 
 def test_registries_have_the_named_specs():
-    assert set(MODELS) == {"llama-2-7b", "llama-3-8b", "llama-2-70b"}
+    assert set(MODELS) == {"llama-2-7b", "llama-3-8b", "llama-3.1-8b", "llama-2-70b"}
     assert set(GPUS) == {"a100-40gb", "a100-80gb", "h100-80gb"}
     assert get_gpu("a100-40gb").profile == get_gpu("a100-80gb").profile == "a100"
     assert get_gpu("h100-80gb").profile == "h100"

@@ -31,6 +31,8 @@ ORIGINALS = {
         949600, "6d6c296302a853e2669a674a96f269283e60c57e60363bd450588a1066919f9f"),
     "arxiv_summarization_llama2_token_lengths.csv.gz": (
         884932, "9d3580538d915ca75e4aaaa54590b42dbb17abc6d74c8913310cf07c232adcdc"),
+    "mooncake_synthetic_trace.jsonl.gz": (
+        1136313, "bd070915a98fc0ed264d7cfef2ce746002eb3076a695ec31ba2674c0111ec131"),
 }
 
 
@@ -42,12 +44,12 @@ def test_shipped_data_equals_the_original(shipped: str) -> None:
 
 def test_notice_ships_with_data() -> None:
     notice = (resources.files("ecoserve.workload") / "data" / "NOTICE.md").read_text()
-    for needle in ("CC-BY-4.0", "Splitwise", "Apache-2.0", "sarathi-serve", "MIT", "vidur"):
+    for needle in ("CC-BY-4.0", "Splitwise", "Apache-2.0", "sarathi-serve", "MIT", "vidur", "Mooncake", "MT-bench"):
         assert needle in notice
 
 
 def test_names() -> None:
-    assert workload_names() == ["azure-conv", "azure-code", "sharegpt", "arxiv"]
+    assert workload_names() == ["azure-conv", "azure-code", "sharegpt", "arxiv", "mooncake", "multi-turn"]
 
 
 def test_azure_conv_native_timing_row_for_row() -> None:

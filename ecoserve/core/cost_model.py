@@ -38,8 +38,13 @@ def _shipped() -> dict[str, Any]:
     return json.loads(files("ecoserve.core").joinpath("data", DATA_FILE).read_text())
 
 
+# Models priced with another's fit: the same shapes, so the same kernels; only the context differs,
+# and attention beyond the profiled context lengths (4k) is extrapolated (the fit's linear terms).
+FITTED_AS = {"llama-3.1-8b": "llama-3-8b"}
+
+
 def entry_key(model: str, profile: str, tp: int) -> str:
-    return f"{model}/{profile}/tp{tp}"
+    return f"{FITTED_AS.get(model, model)}/{profile}/tp{tp}"
 
 
 def _interp(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
@@ -108,7 +113,8 @@ class CostModel:
         entry = data["entries"].get(entry_key(model, gspec.profile, tp))
         if entry is None:
             entries = data["entries"].values()
-            tps = sorted(e["tp"] for e in entries if e["model"] == model and e["profile"] == gspec.profile)
+            fitted = FITTED_AS.get(model, model)
+            tps = sorted(e["tp"] for e in entries if e["model"] == fitted and e["profile"] == gspec.profile)
             raise ValueError(f"no cost model for {model} on {gpu} at tp={tp}; available tp: {tps}")
         allreduce = data["allreduce"][f"{gspec.profile}/tp{tp}"] if tp > 1 else None
         return cls(spec, gspec, tp, entry, allreduce, data["allreduce_launch_ms"], cpu_overhead)

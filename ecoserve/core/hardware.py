@@ -56,6 +56,12 @@ MODELS: dict[str, ModelSpec] = {
             name="llama-3-8b", n_layers=32, hidden=4096, n_q_heads=32, n_kv_heads=8, head_dim=128,
             intermediate=14336, vocab=128256, n_params=8_030_261_248, max_model_len=8192,
         ),
+        # Llama-3-8B's shapes with a 128k context (rope scaling changes no shape). Its cost model
+        # is Llama-3-8B's: attention beyond the profiled context lengths is extrapolated.
+        ModelSpec(
+            name="llama-3.1-8b", n_layers=32, hidden=4096, n_q_heads=32, n_kv_heads=8, head_dim=128,
+            intermediate=14336, vocab=128256, n_params=8_030_261_248, max_model_len=131072,
+        ),
         ModelSpec(
             name="llama-2-70b", n_layers=80, hidden=8192, n_q_heads=64, n_kv_heads=8, head_dim=128,
             intermediate=28672, vocab=32000, n_params=68_976_648_192, max_model_len=4096,

@@ -6,11 +6,13 @@ import csv
 import functools
 import gzip
 import io
+import json
 from collections.abc import Callable
 from importlib import resources
 
 import numpy as np
 
+from ecoserve.workload.prefix import expand_hash_ids
 from ecoserve.workload.trace import Trace, make_trace
 
 
@@ -37,11 +39,26 @@ def _read_lengths(name: str, text: io.TextIOBase) -> Trace:
     return make_trace(name, table[:, 0], table[:, 1])
 
 
+def _read_mooncake(name: str, text: io.TextIOBase) -> Trace:
+    """Mooncake's FAST'25 trace: JSONL of timestamp (ms), input_length, output_length and hash_ids,
+    one id per 512-token prompt block."""
+    rows = [json.loads(line) for line in text if line.strip()]
+    prompt_len = [int(r["input_length"]) for r in rows]
+    hashes = [expand_hash_ids(r["hash_ids"], MOONCAKE_BLOCK, p) for r, p in zip(rows, prompt_len)]
+    return make_trace(
+        name, prompt_len, [int(r["output_length"]) for r in rows],
+        arrival=np.array([float(r["timestamp"]) for r in rows]) / 1e3, block_hashes=hashes,
+    )
+
+
+MOONCAKE_BLOCK = 512  # tokens per hash id in the Mooncake trace
+
 _BUILTIN: dict[str, tuple[str, Callable[[str, io.TextIOBase], Trace]]] = {
     "azure-conv": ("azure_conv.csv.gz", _read_azure),
     "azure-code": ("azure_code.csv.gz", _read_azure),
     "sharegpt": ("sharegpt_8k_llama2_token_lengths.csv.gz", _read_lengths),
     "arxiv": ("arxiv_summarization_llama2_token_lengths.csv.gz", _read_lengths),
+    "mooncake": ("mooncake_synthetic_trace.jsonl.gz", _read_mooncake),
 }
 
 

@@ -1,4 +1,6 @@
-"""User trace files: CSV or JSONL (optionally gzipped) with arrival, prompt_len, output_len, prompt.
+"""User trace files: CSV or JSONL (optionally gzipped) with arrival, prompt_len, output_len, prompt,
+and the prefix structure: hash_ids (one id per block of hash_block_size tokens, default 512 as in
+Mooncake's traces; equal leading ids mean an equal prefix).
 
 Extra columns or keys are ignored, so a richer log can be replayed as is.
 """
@@ -12,9 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from ecoserve.workload.prefix import expand_hash_ids
 from ecoserve.workload.trace import Trace, make_trace
 
 REQUIRED = ("prompt_len", "output_len")
+DEFAULT_HASH_BLOCK = 512  # Mooncake's
 
 
 def _open_text(path: Path) -> IO[str]:
@@ -79,6 +83,7 @@ def read_trace_file(path: str | Path) -> Trace:
     output_len: list[int] = []
     arrival: list[float] = []
     prompt: list[str] = []
+    hashes: list[tuple[int, ...]] = []
     with _open_text(path) as text:
         rows = _csv_rows(text, source) if kind == ".csv" else _jsonl_rows(text, source)
         for line_num, row in rows:
@@ -92,8 +97,10 @@ def read_trace_file(path: str | Path) -> Trace:
                 arrival.append(_float(row["arrival"], where, "arrival"))
             if "prompt" in row:
                 prompt.append(str(row["prompt"]))
+            if "hash_ids" in row:
+                hashes.append(_hashes(row, prompt_len[-1], where))
     n = len(prompt_len)
-    for name, column in (("arrival", arrival), ("prompt", prompt)):
+    for name, column in (("arrival", arrival), ("prompt", prompt), ("hash_ids", hashes)):
         if column and len(column) != n:
             raise ValueError(f"{source}: {name} is given on {len(column)} of {n} rows; give it on all or none")
     return make_trace(
@@ -102,4 +109,19 @@ def read_trace_file(path: str | Path) -> Trace:
         output_len,
         arrival=arrival or None,
         prompt=prompt or None,
+        block_hashes=hashes or None,
     )
+
+
+def _hashes(row: dict[str, Any], prompt_len: int, where: str) -> tuple[int, ...]:
+    """A row's hash_ids (a JSON list, or space-separated in CSV) as 16-token block hashes."""
+    ids = row["hash_ids"]
+    if isinstance(ids, str):
+        ids = ids.split()
+    if not isinstance(ids, list):
+        raise ValueError(f"{where}: hash_ids must be a list of whole numbers")
+    block = _int(row.get("hash_block_size", DEFAULT_HASH_BLOCK), where, "hash_block_size")
+    try:
+        return expand_hash_ids([_int(i, where, "hash_ids") for i in ids], block, prompt_len)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None

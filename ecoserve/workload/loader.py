@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ecoserve.workload import conversations
 from ecoserve.workload.arrivals import (
     count_ties,
     gamma_arrivals,
@@ -24,7 +25,7 @@ from ecoserve.workload.trace import Trace
 
 def workload_names() -> list[str]:
     """Names load_workload accepts besides a file path."""
-    return builtin_names()
+    return [*builtin_names(), conversations.NAME]
 
 
 def _trace(name_or_path: str) -> Trace:
@@ -92,6 +93,8 @@ def select_workload(
     timestamp resolution before scaling, since coarse stamps make bursts no client sent.
     """
     _check_args(num_requests, rate, burstiness, start)
+    if name_or_path == conversations.NAME:
+        return _conversations(num_requests, rate, seed, burstiness, start, max_len)
     trace = _trace(name_or_path)
     rng = np.random.default_rng(seed)
     order = np.arange(len(trace)) if trace.arrival is not None else rng.permutation(len(trace))
@@ -126,16 +129,38 @@ def select_workload(
         if rate is not None and count > 1:
             arrival = rescale(arrival, rate)
     prompts = [None] * count if trace.prompt is None else [trace.prompt[i] for i in rows]
+    hashes = [None] * count if trace.block_hashes is None else [trace.block_hashes[i] for i in rows]
     specs = [
-        RequestSpec(a, p, o, text)
-        for a, p, o, text in zip(
+        RequestSpec(a, p, o, text, h)
+        for a, p, o, text, h in zip(
             arrival.tolist(),
             trace.prompt_len[rows].tolist(),
             trace.output_len[rows].tolist(),
             prompts,
+            hashes,
         )
     ]
     return Workload(specs, skipped, resolution, tied)
+
+
+def _conversations(
+    num_requests: int | None, rate: float | None, seed: int, burstiness: float, start: int, max_len: int | None
+) -> Workload:
+    """The multi-turn generator; `start` reseeds it for a disjoint sample, as for length sets."""
+    if rate is None or num_requests is None:
+        raise ValueError(f"{conversations.NAME} is generated: give a rate (requests/s) and a number of requests")
+    rng_seed = np.random.SeedSequence([seed, start])
+    if max_len is None:
+        return Workload(conversations.multi_turn(num_requests, rate, rng_seed, burstiness))
+    # Passing over turns whose history outgrew the context: generate more until enough fit.
+    want, extra = num_requests, 0
+    while True:
+        specs = conversations.multi_turn(want + extra, rate, rng_seed, burstiness)
+        fit = [s for s in specs if s.prompt_len + s.output_len <= max_len]
+        if len(fit) >= want:
+            kept = fit[:want]
+            return Workload(kept, skipped_overlong=specs.index(kept[-1]) + 1 - want)
+        extra += want - len(fit) + 16
 
 
 @dataclass(frozen=True, slots=True)

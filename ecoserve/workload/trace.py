@@ -17,6 +17,7 @@ class Trace:
     output_len: np.ndarray
     arrival: np.ndarray | None = None
     prompt: tuple[str, ...] | None = None
+    block_hashes: tuple[tuple[int, ...], ...] | None = None  # per row (prefix.py), when the trace has them
 
     def __len__(self) -> int:
         return len(self.prompt_len)
@@ -28,6 +29,7 @@ def make_trace(
     output_len: npt.ArrayLike,
     arrival: npt.ArrayLike | None = None,
     prompt: list[str] | None = None,
+    block_hashes: list[tuple[int, ...]] | None = None,
 ) -> Trace:
     """Validate rows into a Trace: drop rows that cannot be served, sort by arrival, rebase to 0.
 
@@ -58,6 +60,7 @@ def make_trace(
         output_len=output_len[order],
         arrival=rebased,
         prompt=None if prompt is None else tuple(prompt[i] for i in order),
+        block_hashes=None if block_hashes is None else tuple(block_hashes[i] for i in order),
     )
     for column in (trace.prompt_len, trace.output_len, trace.arrival):
         if column is not None:
