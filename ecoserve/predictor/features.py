@@ -224,14 +224,6 @@ class PromptFeatures:
     ngrams: list[list[int]]  # one slot (< PRIOR_DIM) per word, bigram and opening word
 
 
-@dataclass(frozen=True)
-class PromptFeatures:
-    """Features of a batch: the dense matrix and, per prompt, the prior slots of its n-grams."""
-
-    dense: np.ndarray  # float32 (n, config.dim)
-    ngrams: list[list[int]]  # one slot (< PRIOR_DIM) per word, bigram and opening word
-
-
 def _scalars(prompt: str, low: str, words: list[str], n_tokens: int, max_tokens: int | None) -> list[float]:
     lines = prompt.split("\n")
     n_chars = max(len(prompt), 1)
