@@ -119,7 +119,7 @@ def test_a_search_that_never_fails_reports_a_lower_bound(tmp_path: Path) -> None
     (("--capacity", "--itl-bound", "0.2"), "--itl-bound applies only to --criterion itl"),
     (("--rate", "1", "--policy", "distserve", "--num-workers", "2"), "--num-workers applies only to colocated"),
     (("--rate", "1", "--policy", "ecoserve", "--token-budget", "4096"), "--token-budget applies only to"),
-    (("--rate", "1", "--dispatcher", "round-robin"), "--dispatcher needs --num-workers above 1"),
+    (("--rate", "1", "--router", "round-robin"), "--router needs --num-workers above 1"),
     (("--rate", "1", "--model", "llama-2-70b"), "no cost model for llama-2-70b"),
     (("--rate", "1", "--burstiness", "0.5"), "burstiness applies only to length sets"),
     (("--capacity", "--workload", "sharegpt"), "cannot reach --slo-target"),

@@ -120,6 +120,12 @@ class WorkerScheduler:
         self.stats.preemptions += 1
         self.policy.requeue_preempted(self, req)
 
+    def withdraw(self, req: Request) -> None:
+        """Take back a queued request that holds no KV here, to serve it on another worker."""
+        self.waiting.remove(req)
+        del self.requests[req.id]
+        req.worker = None
+
     def detach(self, req: Request) -> None:
         """Hand a prefilled request to another worker (disaggregated serving): free it here."""
         self.gt_queue.remove(req)

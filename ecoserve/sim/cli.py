@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ecoserve.core.cost_model import CostModel
 from ecoserve.core.hardware import GPUS, MODELS
+from ecoserve.core.placement import ROUTER_NAMES
 from ecoserve.core.policies import POLICY_NAMES, PolicyOptions
 from ecoserve.core.request import Slo
 from ecoserve.metrics import (
@@ -65,7 +66,9 @@ AT_LEAST_ONE = click.IntRange(min=1)
 @click.option("--ttft-slo", type=POSITIVE, default=2.0, show_default=True, help="seconds")
 @click.option("--tpot-slo", type=POSITIVE, default=0.1, show_default=True, help="seconds")
 @click.option("--num-workers", type=AT_LEAST_ONE, default=1, show_default=True)
-@click.option("--dispatcher", type=click.Choice(["least-kv", "round-robin"]), default="least-kv", show_default=True)
+@click.option("--router", type=click.Choice(ROUTER_NAMES), default=None,
+              help="which worker serves a request  [default: ecoserve's late-binding placement for ecoserve policies, "
+                   "round-robin for baselines]")
 @click.option("--kv-blocks", type=AT_LEAST_ONE, default=None, help="override each worker's KV capacity (blocks of 16 tokens)")
 @click.option("--token-budget", type=AT_LEAST_ONE, default=None, help="baselines' max_num_batched_tokens (default: their real default)")
 @click.option("--max-num-seqs", type=AT_LEAST_ONE, default=None)
@@ -136,7 +139,7 @@ def _check_workload(exp: Experiment, kw: dict[str, Any], given: list[str], warni
 def _experiment(kw: dict[str, Any]) -> Experiment:
     cluster = ClusterConfig(
         model=kw["model"], gpu=kw["gpu"], tp=kw["tp"], num_workers=kw["num_workers"],
-        dispatcher=kw["dispatcher"], kv_blocks=kw["kv_blocks"],
+        router=kw["router"], kv_blocks=kw["kv_blocks"],
         slo=Slo(ttft=kw["ttft_slo"], tpot=kw["tpot_slo"]),
         options=PolicyOptions(
             token_budget=kw["token_budget"], max_num_seqs=kw["max_num_seqs"],
@@ -206,7 +209,7 @@ def _meta(exp: Experiment, kw: dict[str, Any], limit: Limit, selected: Workload,
     meta: dict[str, Any] = {
         "workload": exp.workload, "num_requests": exp.num_requests, "start": exp.start, "model": exp.cluster.model,
         "max_model_len": exp.max_len, "gpu": exp.cluster.gpu, "tp": exp.cluster.tp,
-        "num_workers": exp.cluster.num_workers, "predictor": exp.predictor, "seed": exp.seed,
+        "num_workers": exp.cluster.num_workers, "router": exp.cluster.router or "each policy's own", "predictor": exp.predictor, "seed": exp.seed,
         "slo_ttft_s": exp.cluster.slo.ttft, "slo_tpot_s": exp.cluster.slo.tpot,
         "overlong": exp.overlong, "overlong_requests": over if exp.overlong != "drop" else 0,
         "overlong_rows_passed_over": selected.skipped_overlong,

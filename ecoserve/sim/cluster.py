@@ -12,7 +12,6 @@ from ecoserve.core.policies.distserve import DistServeConfig, DistServeDecodePol
 from ecoserve.core.request import Slo
 from ecoserve.core.scheduler import WorkerScheduler
 
-Dispatcher = Literal["round-robin", "least-kv"]
 Role = Literal["colocated", "prefill", "decode"]
 
 
@@ -23,7 +22,9 @@ class ClusterConfig:
     tp: int = 1
     policy: str = "ecoserve"
     num_workers: int = 1  # colocated workers (each of `tp` GPUs)
-    dispatcher: Dispatcher = "least-kv"
+    # Which worker serves a request (ecoserve/core/placement.py); None: the policy's own, the
+    # ecoserve placement for ecoserve policies and round-robin (a Kubernetes Service) for baselines.
+    router: str | None = None
     options: PolicyOptions = field(default_factory=PolicyOptions)
     slo: Slo = field(default_factory=Slo)
     block_size: int = 16
@@ -37,6 +38,14 @@ class ClusterConfig:
     @property
     def disaggregated(self) -> bool:
         return self.policy == "distserve"
+
+    @property
+    def placement(self) -> str:
+        if self.disaggregated:
+            return "least-kv"  # DistServe balances its prefill instances by load
+        if self.router is not None:
+            return self.router
+        return "ecoserve" if self.policy.startswith("ecoserve") else "round-robin"
 
     @property
     def num_gpus(self) -> int:

@@ -31,7 +31,7 @@ POLICY_SCOPES: dict[str, Scope] = {
     "iteration_target": Scope(TIME_BUDGETED, "the ecoserve policies and vllm-budget"),
     "overflow_probability": Scope(ECOSERVE, "the ecoserve policies"),
     "num_workers": Scope(COLOCATED, "colocated policies (distserve takes --prefill-workers and --decode-workers)"),
-    "dispatcher": Scope(COLOCATED, "colocated policies"),
+    "router": Scope(COLOCATED, "colocated policies (distserve balances its instances by load)"),
     "prefill_workers": Scope(frozenset({"distserve"}), "distserve"),
     "decode_workers": Scope(frozenset({"distserve"}), "distserve"),
 }
@@ -64,6 +64,6 @@ def check_options(given: Iterable[str], values: Mapping[str, object], policies: 
             errors.append(f"{flag(name)} applies only to {scope.what}, and no such --policy is given")
         elif acted_on != chosen:
             warnings.append(f"{flag(name)} does not apply to {', '.join(sorted(chosen - acted_on))}")
-    if "dispatcher" in given and values["num_workers"] == 1:
-        errors.append("--dispatcher needs --num-workers above 1: one worker has nothing to dispatch")
+    if "router" in given and values["num_workers"] == 1:
+        errors.append("--router needs --num-workers above 1: one worker has nothing to choose between")
     return errors, warnings

@@ -1,6 +1,7 @@
 """Discrete-event simulation of a serving cluster on a virtual clock.
 
-Entities: requests arrive, a dispatcher places them on workers, each worker runs iterations whose
+Entities: requests arrive, a placement binds them to workers (at once, or when a worker can start
+them), each worker runs iterations whose
 plan comes from its policy (the same objects the live scheduler runs) and whose duration comes from
 the cost model. Events: an arrival, the end of a worker's iteration, and (disaggregated serving)
 the end of a KV transfer from a prefill to a decode instance.
@@ -19,6 +20,7 @@ import numpy as np
 
 from ecoserve.core.cost_model import CostModel
 from ecoserve.core.hardware import kv_bytes_per_token
+from ecoserve.core.placement import make_placement
 from ecoserve.core.plan import BatchPlan
 from ecoserve.core.request import Request
 from ecoserve.core.scheduler import SchedulerStats
@@ -95,7 +97,8 @@ class Simulator:
         self._events: list[tuple[float, int, int, object]] = []
         self._seq = itertools.count()
         self._plans: dict[int, BatchPlan] = {}
-        self._rr = itertools.cycle(range(len(self._entry_workers())))
+        self.placement = make_placement(config.placement, self.cost, seed)
+        self._pending: list[Request] = []  # held by a late-binding placement, on no worker yet
         self._records: list[RequestRecord] = []
         self._rejected_kv = 0
         self._refused = 0
@@ -172,9 +175,7 @@ class Simulator:
                 req = requests[next_arrival]
                 next_arrival += 1
                 now = req.arrival
-                worker = self._dispatch(self._entry_workers())
-                worker.sched.add_request(req)
-                self._start(worker, now)
+                self._arrive(req, now)
                 continue
             now, _, kind, payload = heapq.heappop(self._events)
             if kind == _ITERATION_DONE:
@@ -186,10 +187,10 @@ class Simulator:
                 self._start(worker, now)
             else:
                 req = payload  # type: ignore[assignment]
-                worker = self._dispatch([w for w in self.workers if w.role == "decode"])
+                worker = self._least_kv([w for w in self.workers if w.role == "decode"])
                 worker.sched.add_request(req)
                 self._start(worker, now)
-        unfinished = sum(w.sched.num_unfinished for w in self.workers)
+        unfinished = sum(w.sched.num_unfinished for w in self.workers) + len(self._pending)
         if unfinished:
             raise RuntimeError(f"simulation ended with {unfinished} requests unfinished")
         stats = SchedulerStats()
@@ -218,16 +219,30 @@ class Simulator:
     def _entry_workers(self) -> list[SimWorker]:
         return [w for w in self.workers if w.role != "decode"]
 
-    def _dispatch(self, candidates: list[SimWorker]) -> SimWorker:
-        if len(candidates) == 1:
-            return candidates[0]
-        if self.config.dispatcher == "round-robin" and candidates[0].role != "decode":
-            return candidates[next(self._rr)]
+    def _arrive(self, req: Request, now: float) -> None:
+        """Bind a new request to a worker now, or hold it in the cell's queue (late binding) and
+        let every idle worker see whether it is the one to start it."""
+        entry = self._entry_workers()
+        index = 0 if len(entry) == 1 else self.placement.arrive(req, [w.sched for w in entry], now)
+        if index is None:
+            self._pending.append(req)
+            for worker in entry:
+                self._start(worker, now)
+            return
+        entry[index].sched.add_request(req)
+        self._start(entry[index], now)
+
+    @staticmethod
+    def _least_kv(candidates: list[SimWorker]) -> SimWorker:
         return min(candidates, key=lambda w: (w.sched.kv_load(), w.sched.num_unfinished))
 
     def _start(self, worker: SimWorker, now: float) -> None:
         """Plan and launch the worker's next iteration, if it is idle and has work."""
         sched = worker.sched
+        if self._pending and not worker.busy and worker.role != "decode":
+            entry = [w.sched for w in self._entry_workers()]
+            for req in self.placement.assign(self._pending, entry, worker.index, now):
+                sched.add_request(req)
         while not worker.busy and sched.has_work():
             t0 = time.perf_counter()
             plan = sched.schedule(now)
