@@ -3,6 +3,7 @@ a second `up` on the same ports; a quick SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -52,6 +53,10 @@ def test_up_serves_generate_and_shuts_down_cleanly(cell) -> None:
     proc, port, http_port, args, log_dir = cell
     children = _descendants(proc.pid)
     assert len(children) >= 6  # redis, predictor, scheduler, two workers, gateway
+    # The two CPU workers split the cores instead of each taking one thread per core.
+    workers = [_cmdline(pid) for pid in children if "services.worker" in _cmdline(pid)]
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert len(workers) == 2 and all(f"--threads {threads}" in cmd for cmd in workers), workers
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{http_port}/v1", api_key="none", max_retries=0)
     reply = client.completions.create(model="ecoserve-tiny-llama", prompt="Hi", max_tokens=5,
                                       extra_body={"ignore_eos": True})
@@ -89,6 +94,13 @@ def test_up_serves_generate_and_shuts_down_cleanly(cell) -> None:
 def _metrics(http_port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as reply:
         return reply.read().decode()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _alive(pid: int) -> bool:

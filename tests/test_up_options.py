@@ -109,6 +109,7 @@ def test_generate_refuses_bad_options_when_parsing(args: tuple[str, ...], named:
     ("scheduler", ("--redis-url", "redis://127.0.0.1:1", "--cost-model", "gpt-9"), "--cost-model"),
     ("predictor", ("--port", "-1"), "--port"),
     ("gateway", ("--model", ".", "--http-port", "http"), "--http-port"),
+    ("worker", ("--scheduler", "127.0.0.1:1", "--model", ".", "--threads", "0"), "--threads"),
 ])
 def test_services_refuse_bad_options_when_parsing(service: str, args: tuple[str, ...], named: str) -> None:
     status, output, took = _run(sys.executable, "-m", f"services.{service}", *args)

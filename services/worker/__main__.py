@@ -27,9 +27,15 @@ def main() -> None:
     ap.add_argument("--kv-cache-mb", type=float, help="KV memory budget (default: the engine's share of free memory)")
     ap.add_argument("--num-blocks", type=int, help="KV blocks, overriding the memory budget")
     ap.add_argument("--time-scale", type=float, default=1.0, help="sim: scale the cost model's iteration time")
+    ap.add_argument("--threads", type=_positive, help="torch: CPU threads per operation [default: torch's, one per "
+                                                     "core; workers sharing the cores should split them]")
     apply_env(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {args.name} %(levelname)s %(message)s")
+    if args.threads and args.engine == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
     spec = EngineSpec(kind=args.engine, model=args.model, device=args.device, gpu=args.gpu, block_size=args.block_size,
                       kv_cache_mb=args.kv_cache_mb, num_blocks=args.num_blocks, time_scale=args.time_scale)
     engine = make_engine(spec)
@@ -42,6 +48,13 @@ def main() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
 
 
 async def _run(worker: Worker) -> None:
