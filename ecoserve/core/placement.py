@@ -12,7 +12,8 @@ The routers users run in front of vLLM replicas bind a request to a replica when
   then the highest score (a seeded random pick among ties).
 - `dynamo`: NVIDIA Dynamo's KV router: cost = overlap weight (1.0) x blocks to prefill (prompt
   blocks not cached on the worker, known exactly from its KV events) + the worker's active
-  blocks; the lowest cost (router temperature 0).
+  blocks (in use, and those of the requests it routed there not started yet); the lowest cost
+  (router temperature 0).
 - `least-kv`: least KV in use, then fewest requests (EcoServe's dispatcher before placement).
 
 `ecoserve` binds late, from the one scheduler that holds every worker's ledger: a request waits
@@ -135,9 +136,12 @@ class Dynamo(Placement):
         blocks = -(-req.prompt_len // bs)
 
         def cost(i: int) -> float:
-            ledger = workers[i].ledger
-            prefill = blocks - ledger.cached_prefix(req.block_hashes)
-            return self.overlap_weight * prefill + ledger.used
+            w = workers[i]
+            prefill = blocks - w.ledger.cached_prefix(req.block_hashes)
+            # Active blocks as the router tracks them: in use, and those of requests it routed
+            # there that have not started yet.
+            active = w.ledger.used + sum(-(-r.num_tokens // bs) for r in w.waiting)
+            return self.overlap_weight * prefill + active
 
         return min(range(len(workers)), key=cost)
 
