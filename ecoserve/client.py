@@ -43,11 +43,15 @@ class EcoServeClient:
 
     def stream(self, prompt: Sequence[int], max_tokens: int, *, temperature: float = 1.0, top_p: float = 1.0,
                top_k: int = 0, seed: int | None = None, stop_token_ids: Sequence[int] = (), ignore_eos: bool = False,
-               prediction: tuple[int, int, int] | None = None) -> Iterator[scheduler_pb2.TokenEvent]:
-        """Yield token events (the first one carries only the request id; the last has `finished`)."""
+               prediction: tuple[int, int, int] | None = None, slo: tuple[float, float] | None = None,
+               ) -> Iterator[scheduler_pb2.TokenEvent]:
+        """Yield token events (the first one carries only the request id; the last has `finished`).
+        `slo`: (TTFT, TPOT) targets in seconds [default: the scheduler's]."""
         params = common_pb2.SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens,
                                            stop_token_ids=list(stop_token_ids), ignore_eos=ignore_eos, seed=seed)
         submit = scheduler_pb2.SubmitRequest(prompt_token_ids=list(prompt), params=params)
+        if slo is not None:
+            submit.slo.CopyFrom(common_pb2.Slo(ttft_s=slo[0], tpot_s=slo[1]))
         if prediction is not None:
             submit.prediction.CopyFrom(common_pb2.Prediction(point=prediction[0], upper=prediction[1],
                                                              bucket=prediction[2]))

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from ecoserve.core.placement import ROUTER_NAMES
 from ecoserve.launch import LIVE_POLICY_NAMES, Interrupted, LocalCell, WorkerArgs, port_taken
 
 ENGINES = ("torch", "sim")  # ecoserve.engine.factory.ENGINES, without importing the engines
@@ -186,6 +187,8 @@ def _check_ports_free(ports: dict[str, int]) -> None:
               help="require this API key at the gateway (repeatable)")
 @click.option("--redis-url", callback=_redis_url, help="use this Redis instead of starting an embedded one")
 @click.option("--policy", type=click.Choice(LIVE_POLICY_NAMES), default="ecoserve", show_default=True)
+@click.option("--router", type=click.Choice(ROUTER_NAMES), default=None,
+              help="placement across workers [default: ecoserve's for ecoserve policies, else round-robin]")
 @click.option("--kv-cache-mb", type=click.FloatRange(min=0, min_open=True),
               help="KV memory budget per worker [default: 64 for the tiny model]")
 @click.option("--device", default="cpu", show_default=True, callback=_device, help="torch engine device")
@@ -195,7 +198,8 @@ def _check_ports_free(ports: dict[str, int]) -> None:
 @click.pass_context
 def up(ctx: click.Context, engine: str, model: str | None, num_workers: int, port: int, http_port: int,
        grpc_port: int, predictor_port: int, with_predictor: bool, api_keys: tuple[str, ...], redis_url: str | None,
-       policy: str, kv_cache_mb: float | None, device: str, log_dir: str | None, cache_dir: Path | None) -> None:
+       policy: str, router: str | None, kv_cache_mb: float | None, device: str, log_dir: str | None,
+       cache_dir: Path | None) -> None:
     """Start the whole stack locally and run until Ctrl-C or SIGTERM."""
     ports = {"--port": port, "--http-port": http_port, "--grpc-port": grpc_port,
              **({"--predictor-port": predictor_port} if with_predictor else {})}
@@ -220,6 +224,7 @@ def up(ctx: click.Context, engine: str, model: str | None, num_workers: int, por
     redis_server = None if redis_url else EmbeddedRedis.start()
     # sim workers stand in for `model`: the scheduler prices their iterations with the same cost model
     scheduler_args = ("--cost-model", model) if engine == "sim" else ()
+    scheduler_args += ("--router", router) if router else ()
     cell = LocalCell(redis_url or redis_server.url, port, policy, scheduler_args,  # type: ignore[union-attr]
                      log_dir=log_dir, interrupted=stop.is_set)
     predictor = f"127.0.0.1:{predictor_port}"

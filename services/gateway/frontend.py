@@ -133,6 +133,8 @@ class Frontend:
                 if event.finished:
                     upstream_done = True
                     reason = event.finish_reason or "stop"
+                    if reason.startswith("refused") and not tokens:  # overload control: retry later
+                        raise GatewayError(ErrorKind.UNAVAILABLE, reason, self.config.limits.retry_after_s)
                     tail, hit = stops.feed(detok.flush())
                     tail += "" if hit else stops.flush()
                     break

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from ecoserve.core.hardware import GPUS, MODELS
+from ecoserve.core.placement import ROUTER_NAMES
 from ecoserve.env import apply_env, port
 from ecoserve.launch import LIVE_POLICY_NAMES
 from services.scheduler.server import SchedulerConfig, serve
@@ -21,13 +22,15 @@ def main() -> None:
     ap.add_argument("--cost-model", default="llama-2-7b", choices=sorted(MODELS),
                     help="model whose cost model prices iterations")
     ap.add_argument("--gpu", default="a100-40gb", choices=sorted(GPUS))
+    ap.add_argument("--router", choices=ROUTER_NAMES, default=None,
+                    help="placement across workers [default: ecoserve's for ecoserve policies, else round-robin]")
     ap.add_argument("--max-queue", type=int, default=100_000)
     ap.add_argument("--result-timeout", type=float, default=60.0, help="seconds a worker may take per iteration")
     apply_env(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(levelname)s %(message)s")
     config = SchedulerConfig(redis_url=args.redis_url, policy=args.policy, cost_model=args.cost_model, gpu=args.gpu,
-                             max_queue=args.max_queue, result_timeout_s=args.result_timeout)
+                             max_queue=args.max_queue, result_timeout_s=args.result_timeout, router=args.router)
     run_service(ap.prog, lambda stop: serve(config, f"{args.host}:{args.port}", stop))
 
 

@@ -28,6 +28,7 @@ import redis.asyncio as aredis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ecoserve.core.cost_model import CostModel
+from ecoserve.core.placement import make_placement
 from ecoserve.core.policies import PolicyOptions, make_policy
 from ecoserve.core.scheduler import WorkerScheduler
 from ecoserve.ledger import RedisLedger
@@ -55,6 +56,13 @@ class SchedulerConfig:
     max_queue: int = 100_000  # unfinished requests; beyond it Submit answers RESOURCE_EXHAUSTED
     result_timeout_s: float = 60.0
     prefix: str = "ecoserve"
+    router: str | None = None  # placement across workers (None: the policy's own, as in the simulator)
+
+    @property
+    def placement(self) -> str:
+        if self.router is not None:
+            return self.router
+        return "ecoserve" if self.policy.startswith("ecoserve") else "round-robin"
 
 
 class SchedulerService:
@@ -74,6 +82,8 @@ class SchedulerService:
         self.finished = 0
         self._worker_ids = 0
         self.stopping = asyncio.Event()  # set at shutdown: no new work, sessions and streams end
+        # The simulator's placement objects: the same decisions across workers, live.
+        self.placement = make_placement(config.placement, self.cost)
 
     async def restore(self) -> int:
         """Reload unfinished requests from Redis (scheduler restart); returns how many."""
@@ -85,12 +95,31 @@ class SchedulerService:
     # --- dispatch --------------------------------------------------------------------------------
 
     def _dispatch(self, req: LiveRequest) -> None:
-        """Least KV load first; ties go to the worker with fewer unfinished requests."""
-        if not self.sessions:
+        """Bind a request to a worker now (one worker, or a router that binds at arrival), or hold
+        it for late binding: the first free worker takes it as it plans (`_assign`)."""
+        sessions = list(self.sessions.values())
+        if not sessions or (self.placement.late_binding and len(sessions) > 1):
             self.pending.append(req)
+            for session in sessions:
+                session.wake.set()
             return
-        best = min(self.sessions.values(), key=lambda s: (s.sched.kv_load(), s.sched.num_unfinished))
-        best.add(req)
+        index = 0 if len(sessions) == 1 else self.placement.arrive(req.core, [s.sched for s in sessions], time.time())
+        sessions[index or 0].add(req)
+
+    def _assign(self, session: WorkerSession) -> None:
+        """Before `session` plans: the requests the placement hands it from the cell's queue."""
+        if not self.pending:
+            return
+        sessions = list(self.sessions.values())
+        if len(sessions) == 1 or not self.placement.late_binding:
+            while self.pending:
+                self._dispatch(self.pending.popleft())
+            return
+        held = [r.core for r in self.pending]
+        taken = self.placement.assign(held, [s.sched for s in sessions], sessions.index(session), time.time())
+        self.pending = deque(self.live[core.id] for core in held)  # minus the taken, plus any moved back
+        for core in taken:
+            session.add(self.live[core.id])
 
     def _on_finished(self, req: LiveRequest) -> None:
         """The finish is in Redis: the request leaves the live set and its streams end."""
@@ -280,13 +309,17 @@ class SchedulerService:
                                     self.config.prefix)
         policy = make_policy(self.config.policy, self.cost, PolicyOptions())
         session = WorkerSession(self._worker_ids, hello, WorkerScheduler(policy, ledger, self._worker_ids), ledger,
-                                self.live, self._persist, self.config.result_timeout_s, self.stopping)
+                                self.live, self._persist, self.config.result_timeout_s, self.stopping, self._assign)
         self.sessions[hello.name] = session
         await context.write(worker_pb2.SchedulerMessage(welcome=worker_pb2.Welcome(worker_id=session.worker_id)))
         log.info("worker %s connected: %d blocks of %d tokens, %s/%s", hello.name, hello.capacity_blocks,
                  hello.block_size, hello.engine, hello.model)
-        while self.pending:
-            self._dispatch(self.pending.popleft())
+        if not self.placement.late_binding or len(self.sessions) == 1:
+            while self.pending:
+                self._dispatch(self.pending.popleft())
+        else:
+            for other in self.sessions.values():
+                other.wake.set()  # a new worker to place held requests on
         return session
 
     def _close(self, session: WorkerSession) -> None:

@@ -25,6 +25,10 @@ from services.scheduler.live import LiveRequest
 from services.scheduler.protocol import ProtocolError, require
 from services.scheduler.timings import IterationTimer
 
+# The finish reason of a request overload control refused; the gateway answers it with 503 and
+# Retry-After, as a request it could not take.
+REFUSED = "refused: it could no longer meet its TTFT deadline on this cell (overload); retry"
+
 # Stages an iteration's Redis pipeline when called (the ledger as it is then); awaiting sends it.
 Persist = Callable[["WorkerSession", dict[int, list[int]], list[LiveRequest]], Awaitable[None]]
 
@@ -32,7 +36,8 @@ Persist = Callable[["WorkerSession", dict[int, list[int]], list[LiveRequest]], A
 class WorkerSession:
     def __init__(self, worker_id: int, hello: worker_pb2.Hello, sched: WorkerScheduler, ledger: RedisLedger,
                  live: dict[int, LiveRequest], persist: Persist, result_timeout_s: float,
-                 stopping: asyncio.Event | None = None) -> None:
+                 stopping: asyncio.Event | None = None,
+                 before_plan: Callable[[WorkerSession], None] = lambda session: None) -> None:
         self.worker_id = worker_id
         self.hello = hello
         self.sched = sched
@@ -47,6 +52,7 @@ class WorkerSession:
         self.timer = IterationTimer()
         self.unstored: list[LiveRequest] = []  # finishes staged for Redis and not stored yet
         self.stopping = stopping or asyncio.Event()  # the scheduler shuts down: end after this iteration
+        self.before_plan = before_plan  # the cell's placement hands over requests (late binding)
 
     # --- called by the server --------------------------------------------------------------------
 
@@ -88,15 +94,17 @@ class WorkerSession:
         try:
             while not self.stopping.is_set():
                 started = clock()
+                self.before_plan(self)
                 plan = self.sched.schedule(time.time())
-                failed = self._unschedulable(plan)
+                failed = self._unschedulable(plan) + self._refused(plan)
                 idle = not failed and not plan.items and not plan.preempted and not self.releases
                 if landing is not None and (failed or idle):
                     await landing
                     landing = None
                 if failed:
                     await self._land({}, failed, on_finished)
-                    continue
+                    if not plan.items and not plan.preempted:
+                        continue
                 if idle:
                     self.wake.clear()
                     if not self.stopping.is_set():
@@ -208,6 +216,16 @@ class WorkerSession:
         if rid in self.introduced:
             self.introduced.discard(rid)
             self.releases.add(rid)
+
+    def _refused(self, plan: BatchPlan) -> list[LiveRequest]:
+        """Requests the policy's overload control turned away: they end with a retryable error."""
+        refused = []
+        for core in plan.refused:
+            req = self.live[core.id]
+            req.finish_reason = REFUSED
+            self._forget(core.id)
+            refused.append(req)
+        return refused
 
     def _unschedulable(self, plan: BatchPlan) -> list[LiveRequest]:
         """With nothing running, planned or held, the head of the queue can never fit here: fail it."""

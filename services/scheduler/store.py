@@ -22,7 +22,6 @@ import redis.asyncio as aredis
 from ecoserve.proto import scheduler_pb2
 from services.scheduler.live import Limits, LiveRequest, from_submit
 
-
 # KEYS: a ledger's meta key ('' for no fence), the live set, the output list of each request with
 # new tokens, then (hash, output list) of each finished request. ARGV: the ledger's epoch, ttl, how
 # many requests have tokens, per such request its token count and tokens, then per finished
