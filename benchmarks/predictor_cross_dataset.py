@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ecoserve.predictor.datasets import DEFAULT_TRAIN_SETS, load_labeled
+from ecoserve.predictor.datasets import INSTRUCTION_SETS, load_labeled
 from ecoserve.predictor.metrics import evaluate
 from ecoserve.predictor.tokenizer import load_tokenizer
 from ecoserve.predictor.training import TrainConfig, train_on
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--quantile", type=float, default=0.9)
     args = ap.parse_args()
     counter = load_tokenizer()
-    sets = {name: load_labeled([name], counter) for name in DEFAULT_TRAIN_SETS}
+    sets = {name: load_labeled([name], counter) for name in INSTRUCTION_SETS}
     cfg = TrainConfig(quantile=args.quantile, seed=args.seed)
     rows = []
     for train_name, train_data in sets.items():

@@ -1,13 +1,15 @@
-"""Predictor speed on one CPU core: single-prompt latency (p50/p99) and batched throughput.
+"""Predictor speed on one CPU core: single-request latency (p50/p99) and batched throughput.
 
     .venv/bin/python benchmarks/predictor_speed.py [--model FILE] [--out FILE.json]
 
 One core means: every thread pool set to one thread (OpenMP for XGBoost, BLAS, the tokenizer's
-rayon pool switched off) and the process pinned to one CPU. Workloads: the held-out test prompts
-of the model's own data (short instructions, ~80 characters) and ShareGPT first prompts (long,
-~770 characters). Each is measured with the predictor tokenizing the prompt itself, and with the
-caller passing the prompt's token count (the gateway has it already). Wall and CPU time are both
-reported: on a shared machine wall time includes waiting for the core, CPU time does not.
+rayon pool switched off) and the process pinned to one CPU. Workloads: the held-out test requests
+of the model's own data (instructions and chats), ShareGPT first prompts (~770 characters), and
+conversations of 6-8k characters (MT-bench exchanges strung together, user and assistant turns
+alternating, ending with a user turn). Each is measured with the predictor counting tokens itself,
+and with the caller passing the prompt's token count (the gateway has it already). Wall and CPU
+time are both reported: on a shared machine wall time includes waiting for the core, CPU time
+does not.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ecoserve.predictor import RLPredictor  # noqa: E402
+from ecoserve.predictor.chat import Message, render  # noqa: E402
 from ecoserve.predictor.datasets import load_labeled, load_samples, split_indices  # noqa: E402
+from ecoserve.predictor.model import exact_prompt_tokens  # noqa: E402
 
 BATCH = 64
 
@@ -42,8 +46,8 @@ def _timed(fn, n: int) -> tuple[np.ndarray, np.ndarray]:
     return wall, cpu
 
 
-def measure(predictor: RLPredictor, prompts: list[str], calls: int, with_counts: bool) -> dict:
-    counts = predictor.model.counter.count_batch(prompts) if with_counts else None
+def measure(predictor: RLPredictor, prompts: list, calls: int, with_counts: bool) -> dict:
+    counts = exact_prompt_tokens(predictor.model.counter, [_chat(p) for p in prompts]) if with_counts else None
 
     def one(i: int) -> None:
         j = i % len(prompts)
@@ -64,7 +68,8 @@ def measure(predictor: RLPredictor, prompts: list[str], calls: int, with_counts:
     bwall, bcpu = _timed(batch, n_batches)
     return {
         "prompts": len(prompts),
-        "mean_chars": float(np.mean([len(p) for p in prompts])),
+        "mean_chars": float(np.mean([len(render(_chat(p))) for p in prompts])),
+        "max_chars": int(max(len(render(_chat(p))) for p in prompts)),
         "caller_gives_token_counts": with_counts,
         "single_p50_ms": float(np.percentile(wall, 50) * 1e3),
         "single_p99_ms": float(np.percentile(wall, 99) * 1e3),
@@ -75,13 +80,36 @@ def measure(predictor: RLPredictor, prompts: list[str], calls: int, with_counts:
     }
 
 
-def workloads(predictor: RLPredictor) -> dict[str, list[str]]:
+def _chat(request):  # noqa: ANN001, ANN202 - a prompt string or a chat
+    return (Message("user", request),) if isinstance(request, str) else request
+
+
+def long_conversations(limit: int = 8000, count: int = 200) -> list[tuple[Message, ...]]:
+    """Chats of MT-bench exchanges strung together up to `limit` characters, ending with a user turn."""
+    exchanges = [(s.messages[-1].content, s.response) for s in load_samples("mt_bench") if s.response]
+    rng = np.random.default_rng(0)
+    out = []
+    while len(out) < count:
+        chat: list[Message] = []
+        for i in rng.permutation(len(exchanges)):
+            user, reply = exchanges[i]
+            if sum(len(m.content) for m in chat) + len(user) + len(reply) + len(user) > limit:
+                break
+            chat += [Message("user", user), Message("assistant", reply)]
+        chat.append(Message("user", exchanges[int(rng.integers(len(exchanges)))][0][: limit // 8]))
+        if sum(len(m.content) for m in chat) >= 0.75 * limit:
+            out.append(tuple(chat))
+    return out
+
+
+def workloads(predictor: RLPredictor) -> dict[str, list]:
     info = predictor.model.info
     data = load_labeled(info["data"], predictor.model.counter)
-    test = split_indices(data.prompts, info["split_seed"])["test"]
+    test = split_indices(data.chats, info["split_seed"])["test"]
     return {
-        "held_out_test": [data.prompts[i] for i in test],
+        "held_out_test": [data.chats[i] for i in test],
         "sharegpt_v3": [s.prompt for s in load_samples("sharegpt_v3")],
+        "conversations_6k_8k": long_conversations(),
     }
 
 

@@ -9,6 +9,7 @@ import pytest
 from ecoserve.core.request import Prediction
 from ecoserve.core.rl_buckets import rl_bucket
 from ecoserve.predictor import ErrorModel, PredictorError, RLPredictor
+from ecoserve.predictor.chat import as_chat
 from ecoserve.predictor.predictor import default_model_path
 
 
@@ -65,7 +66,7 @@ def test_corrupt_model_file_is_a_clear_error(tmp_path, content, message):
 
 def test_damaged_booster_is_a_clear_error(tmp_path):
     d = json.loads(gzip.decompress(default_model_path().read_bytes()))
-    d["boosters"]["upper"] = d["boosters"]["upper"][:1000]
+    d["booster"] = d["booster"][:1000]
     path = tmp_path / "damaged.json.gz"
     path.write_bytes(gzip.compress(json.dumps(d).encode()))
     with pytest.raises(PredictorError, match="corrupt or incomplete"):
@@ -100,11 +101,11 @@ def test_error_model_samples_pairs_jointly_and_round_trips():
 def test_numpy_forest_matches_xgboost_including_missing_values(shipped):
     model = shipped.model
     prompts = [f"List {i} reasons to learn {w}." for i in range(1, 40) for w in ("Rust", "Go")]
-    x = model.matrix(prompts, [None, 200] * 39, model.counter.count_batch(prompts))
+    chats = [as_chat(p) for p in prompts]
+    x = model.matrix(chats, [None, 200] * 39, model.counter.count_batch(prompts))
     max_tokens_col = np.isnan(x[:, model.features.names.index("max_tokens")])
     assert max_tokens_col.any() and not max_tokens_col.all()  # both sides of a missing-value split
     ours = model._forest.predict(x)
-    ref = np.stack([model.point_booster.inplace_predict(x), model.upper_booster.inplace_predict(x)], axis=1)
-    np.testing.assert_allclose(ours, ref, atol=1e-4)
+    np.testing.assert_allclose(ours[:, 0], model.booster.inplace_predict(x), atol=1e-4)
     many = prompts * 2  # above FOREST_MAX_ROWS: XGBoost's own predictor
     assert shipped.predict(many)[: len(prompts)] == shipped.predict(prompts)

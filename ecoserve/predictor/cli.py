@@ -9,7 +9,13 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from ecoserve.predictor.datasets import DEFAULT_TRAIN_SETS, load_labeled, load_samples
+from ecoserve.predictor.datasets import (
+    DEFAULT_TRAIN_SETS,
+    calibration_sets,
+    choose_sets,
+    load_labeled,
+    load_samples,
+)
 from ecoserve.predictor.errors import PredictorError
 
 console = Console(stderr=True)
@@ -27,8 +33,12 @@ def _fail(e: Exception) -> None:
 @predictor.command()
 @click.option(
     "--data", "data", multiple=True,
-    help=f"Data file or known set name (repeatable). Default: {' '.join(DEFAULT_TRAIN_SETS)}. "
-    "A completion log is JSONL of prompt + response_tokens.",
+    help=f"Data file or known set name (repeatable); replaces the default sets ({' '.join(DEFAULT_TRAIN_SETS)}). "
+    "A completion log is JSONL of prompt (or messages) + response_tokens.",
+)
+@click.option(
+    "--add-data", "add_data", multiple=True,
+    help="Data file or known set name (repeatable) trained on in addition to the default sets (or to --data).",
 )
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Model file to write (.json.gz).")
 @click.option("--quantile", default=0.9, show_default=True, help="Reservation quantile.")
@@ -39,21 +49,26 @@ def _fail(e: Exception) -> None:
 )
 @click.option("--nthread", default=0, show_default=True, help="Training threads (0: all cores).")
 @click.option("--max-rounds", default=2000, show_default=True, help="Most boosting rounds.")
+@click.option("--head", type=click.Choice(["regression", "pairwise"]), default="regression", show_default=True,
+              help="Ranking head's objective: squared error on log length, or pairwise within each answering model.")
 def train(
-    data: tuple[str, ...], out: str, quantile: float, seed: int, tokenizer: str | None, nthread: int,
-    max_rounds: int,
+    data: tuple[str, ...], add_data: tuple[str, ...], out: str, quantile: float, seed: int, tokenizer: str | None,
+    nthread: int, max_rounds: int, head: str,
 ) -> None:
     """Train a model on an 80% split of DATA (10% validation, 10% held out for eval)."""
     from ecoserve.predictor.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
     from ecoserve.predictor.training import TrainConfig, train_on
 
-    sets = list(data) or list(DEFAULT_TRAIN_SETS)
+    sets, how = choose_sets(data, add_data)
+    scaled = calibration_sets(sets)
+    console.print(f"{how}; the scale head is fitted on {' '.join(scaled) if scaled else 'all of them'}")
     try:
         with console.status("loading tokenizer and data"):
             counter = load_tokenizer(tokenizer or DEFAULT_TOKENIZER)
             labeled = load_labeled(sets, counter)
         with console.status(f"training on {len(labeled)} records (80% of them)"):
-            cfg = TrainConfig(quantile=quantile, seed=seed, nthread=nthread, max_rounds=max_rounds)
+            cfg = TrainConfig(quantile=quantile, seed=seed, nthread=nthread, max_rounds=max_rounds, head=head,
+                              calibration_sets=calibration_sets(sets))
             model = train_on(labeled, counter, cfg, {"data": sets})
         model.save(out)
     except PredictorError as e:
@@ -61,7 +76,7 @@ def train(
     i = model.info
     console.print(
         f"wrote {out}: {i['n_train']} train / {i['n_stop']} early-stop / {i['n_calibration']} "
-        f"calibration records, {i['point_trees']} + {i['upper_trees']} trees, {i['n_test_held_out']} held out"
+        f"calibration records, {i['trees']} trees ({i['config']['head']} head), {i['n_test_held_out']} held out"
     )
 
 

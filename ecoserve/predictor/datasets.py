@@ -44,8 +44,13 @@ KNOWN_SETS: dict[str, str] = {
     "alpaca_eval": "alpaca_eval_outputs.jsonl.gz",
     "mt_bench": "mt_bench_answers.jsonl.gz",
 }
-# The sets with responses: what the default model trains and is evaluated on.
-DEFAULT_TRAIN_SETS: tuple[str, ...] = ("alpaca", "alpaca_gpt4", "dolly")
+# Instructions with one answering model each, short answers (means 56, 143 and 37 tokens).
+INSTRUCTION_SETS: tuple[str, ...] = ("alpaca", "alpaca_gpt4", "dolly")
+# Chats answered by many models at chat lengths: AlpacaEval's 12 models, MT-bench's 3 (two turns).
+CHAT_SETS: tuple[str, ...] = ("alpaca_eval", "mt_bench")
+# What the default model trains on: every set with responses. The ranking head learns from all of
+# them; the scale head is fitted on the others than the instruction sets (calibration_sets()).
+DEFAULT_TRAIN_SETS: tuple[str, ...] = INSTRUCTION_SETS + CHAT_SETS
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,12 @@ def resolve_data(name_or_path: str) -> Path:
     if not path.is_file():
         raise PredictorError(f"data file not found: {path}")
     return path
+
+
+def source_name(name_or_path: str) -> str:
+    """What a file's records are labelled with: the known set's short name, else the file name."""
+    name = Path(name_or_path).name
+    return name_or_path if name_or_path in KNOWN_SETS else next((k for k, v in KNOWN_SETS.items() if v == name), name)
 
 
 def _jsonl(text: str, path: Path) -> list:
@@ -217,7 +228,7 @@ def _record_to_samples(rec: dict, source: str) -> list[Sample]:
 def load_samples(name_or_path: str) -> list[Sample]:
     """Every usable record of one file, in file order."""
     path = resolve_data(name_or_path)
-    source = next((k for k, v in KNOWN_SETS.items() if v == path.name), path.name)
+    source = source_name(name_or_path)
     samples = [s for r in _read_records(path) for s in _record_to_samples(r, source)]
     if "truncated" in path.name:
         samples = [
@@ -269,6 +280,12 @@ def choose_sets(data: Sequence[str], add_data: Sequence[str]) -> tuple[list[str]
     if add_data:
         how += f", plus --add-data {' '.join(add_data)}"
     return sets, f"training on {' '.join(sets)}: {how}"
+
+
+def calibration_sets(sets: Sequence[str]) -> tuple[str, ...]:
+    """The sets whose records fit the scale head: all but the instruction sets, whose short
+    single-model answers are not the length of chat traffic; all of them if that is all there is."""
+    return tuple(source_name(s) for s in sets if source_name(s) not in INSTRUCTION_SETS)
 
 
 SPLITS = ("train", "val", "test")

@@ -1,10 +1,10 @@
-"""A trained response-length model: features -> (point, upper) in tokens, and its file format.
+"""A trained response-length model: chat features -> ranking score -> (point, upper) in tokens.
 
 One file (gzipped JSON) holds everything a prediction needs and what an evaluation must know:
-the two XGBoost boosters (point: squared error on log(1 + RL); upper: quantile loss at q) as
-UBJSON, the text prior, the conformal offset that calibrates the upper quantile, the tokenizer's
-identity, the baselines fitted on the same training split, and fingerprints of the prompts the
-model was trained or calibrated on (so evaluations can drop them).
+the ranking head (an XGBoost booster, UBJSON) and the text prior it reads, the scale head that
+turns its score into tokens and a calibrated reservation (calibration.py), the tokenizer's
+identity, the baselines fitted on the same training split, and fingerprints of the conversations
+the model was trained or calibrated on (so evaluations can drop them).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,15 +24,18 @@ import numpy as np
 import xgboost as xgb
 
 from ecoserve.predictor.baselines import Baselines
+from ecoserve.predictor.calibration import Scale
+from ecoserve.predictor.chat import Chat, Request, as_chat, render
+from ecoserve.predictor.chat_features import ChatFeatureExtractor
 from ecoserve.predictor.errors import PredictorError
-from ecoserve.predictor.features import FeatureConfig, FeatureExtractor
+from ecoserve.predictor.features import FeatureConfig
 from ecoserve.predictor.forest import Forest
 from ecoserve.predictor.text_prior import TextPrior
 from ecoserve.predictor.tokenizer import TokenCounter, load_tokenizer
 
 FORMAT = "ecoserve-rl-predictor"
-FOREST_MAX_ROWS = 64  # up to this many prompts, trees are walked with numpy (forest.py)
-VERSION = 1
+FOREST_MAX_ROWS = 64  # up to this many requests, trees are walked with numpy (forest.py)
+VERSION = 2
 
 
 def _booster_bytes(b: xgb.Booster) -> str:
@@ -44,65 +48,95 @@ def _booster_from(text: str, nthread: int) -> xgb.Booster:
     return b
 
 
+COUNT_SAMPLE_CHARS = 512
+
+
+def count_prompt_tokens(counter: TokenCounter, chats: list[Chat]) -> list[int]:
+    """Prompt tokens when the caller has not counted them: the first COUNT_SAMPLE_CHARS of the last
+    user turn are tokenized and the count scaled to the whole chat's characters, so that neither a
+    long turn nor a long history costs more than a short prompt (exact up to that length)."""
+    samples = [next((m.content for m in reversed(c) if m.role == "user"), "")[:COUNT_SAMPLE_CHARS] for c in chats]
+    counts = counter.count_batch(samples)
+    total = [sum(len(m.content) for m in c) for c in chats]
+    return [n if t <= len(p) else max(1, round(n * t / max(len(p), 1))) for n, p, t in zip(counts, samples, total)]
+
+
+def exact_prompt_tokens(counter: TokenCounter, chats: list[Chat]) -> list[int]:
+    """Tokens of the whole chat as plain text: what training counts (a gateway passes its own)."""
+    return counter.count_batch([render(c) for c in chats])
+
+
 @dataclass(frozen=True)
 class RLModel:
     counter: TokenCounter
     features: FeatureConfig
     prior: TextPrior
-    point_booster: xgb.Booster
-    upper_booster: xgb.Booster
-    quantile: float
-    upper_offset: float  # added to the upper booster's log output (conformal calibration)
+    booster: xgb.Booster  # the ranking head: a score per request, higher = longer
+    scale: Scale  # the scale head fitted on the calibration records
     baselines: Baselines
-    seen: np.ndarray  # sorted uint32 prompt_key of every train/validation prompt
+    seen: np.ndarray  # sorted uint32 prompt_key of every train/validation conversation
     info: dict = field(default_factory=dict)  # provenance and training figures, for reports
 
-    def matrix(
-        self, prompts: list[str], max_tokens: list[int | None], prompt_tokens: list[int]
-    ) -> np.ndarray:
-        f = FeatureExtractor(self.features).extract(prompts, prompt_tokens, max_tokens)
+    @property
+    def quantile(self) -> float:
+        return self.scale.quantile
+
+    def matrix(self, chats: list[Chat], max_tokens: list[int | None], prompt_tokens: list[int]) -> np.ndarray:
+        f = ChatFeatureExtractor(self.features).extract(chats, prompt_tokens, max_tokens)
         return np.hstack([f.dense, self.prior.score(f.ngrams).astype(np.float32)[:, None]])
+
+    def scores(
+        self, requests: Sequence[Request], max_tokens: list[int | None] | None = None,
+        prompt_tokens: Sequence[int | None] | None = None,
+    ) -> np.ndarray:
+        """The ranking head's score per request (a prompt or a chat), float64; higher = longer.
+        A request without a prompt token count (None) is counted by count_prompt_tokens."""
+        chats = [as_chat(r) for r in requests]
+        n = len(chats)
+        if n == 0:
+            return np.zeros(0)
+        mt = max_tokens if max_tokens is not None else [None] * n
+        pt = list(prompt_tokens) if prompt_tokens is not None else [None] * n
+        if len(mt) != n or len(pt) != n:
+            raise ValueError("max_tokens and prompt_tokens must have one entry per request")
+        missing = [i for i, t in enumerate(pt) if t is None]
+        for i, t in zip(missing, count_prompt_tokens(self.counter, [chats[i] for i in missing]) if missing else ()):
+            pt[i] = t
+        x = self.matrix(chats, mt, pt)
+        if n <= FOREST_MAX_ROWS:
+            return self._forest.predict(x)[:, 0].astype(np.float64)
+        return self.booster.inplace_predict(x).astype(np.float64)
+
+    def tokens(
+        self, scores: np.ndarray, max_tokens: list[int | None], scale: Scale | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(point, upper) in tokens, int64; upper >= point >= 1, both <= max_tokens."""
+        point, upper = (scale or self.scale).apply(scores)
+        cap = np.array([m if m is not None and m > 0 else np.inf for m in max_tokens], dtype=float)
+        return np.minimum(point, cap).astype(np.int64), np.minimum(upper, cap).astype(np.int64)
 
     def predict_tokens(
         self,
-        prompts: list[str],
+        requests: Sequence[Request],
         max_tokens: list[int | None] | None = None,
-        prompt_tokens: list[int] | None = None,
+        prompt_tokens: Sequence[int | None] | None = None,
+        scale: Scale | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(point, upper) response lengths in tokens, int64; upper >= point >= 1, both <= max_tokens."""
-        n = len(prompts)
-        if n == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        mt = max_tokens if max_tokens is not None else [None] * n
-        pt = prompt_tokens if prompt_tokens is not None else self.counter.count_batch(prompts)
-        if len(mt) != n or len(pt) != n:
-            raise ValueError("max_tokens and prompt_tokens must have one entry per prompt")
-        x = self.matrix(prompts, mt, pt)
-        if n <= FOREST_MAX_ROWS:
-            log_point, log_upper = self._forest.predict(x).T
-        else:
-            log_point = self.point_booster.inplace_predict(x)
-            log_upper = self.upper_booster.inplace_predict(x)
-        log_upper = log_upper + self.upper_offset
-        point = np.maximum(np.rint(np.expm1(log_point)), 1).astype(np.int64)
-        upper = np.maximum(np.ceil(np.expm1(log_upper)), point).astype(np.int64)
-        cap = np.array([m if m is not None and m > 0 else np.iinfo(np.int64).max for m in mt])
-        return np.minimum(point, cap), np.minimum(upper, cap)
+        """(point, upper) in tokens for prompts or chats, with the model's scale or `scale`."""
+        mt = max_tokens if max_tokens is not None else [None] * len(requests)
+        return self.tokens(self.scores(requests, mt, prompt_tokens), mt, scale)
 
     @cached_property
     def _forest(self) -> Forest:
-        return Forest.from_boosters([self.point_booster, self.upper_booster])
+        return Forest.from_boosters([self.booster])
 
     def set_nthread(self, nthread: int) -> None:
-        for b in (self.point_booster, self.upper_booster):
-            b.set_param({"nthread": nthread})
+        self.booster.set_param({"nthread": nthread})
 
     def to_dict(self) -> dict:
         return {
             "format": FORMAT,
             "version": VERSION,
-            "quantile": self.quantile,
-            "upper_offset": self.upper_offset,
             "tokenizer": {"spec": self.counter.spec, "fingerprint": self.counter.fingerprint},
             "features": {
                 "word_buckets": self.features.word_buckets,
@@ -110,10 +144,8 @@ class RLModel:
                 "lead_buckets": self.features.lead_buckets,
             },
             "prior": self.prior.to_dict(),
-            "boosters": {
-                "point": _booster_bytes(self.point_booster),
-                "upper": _booster_bytes(self.upper_booster),
-            },
+            "booster": _booster_bytes(self.booster),
+            "scale": self.scale.to_dict(),
             "baselines": self.baselines.to_dict(),
             "seen_prompts": base64.b64encode(self.seen.astype("<u4").tobytes()).decode(),
             "info": self.info,
@@ -146,17 +178,15 @@ class RLModel:
                 f"tokenizer {counter.spec} (fingerprint {counter.fingerprint}) is not the one the "
                 f"model was trained with ({tok['spec']}, fingerprint {tok['fingerprint']})"
             )
-        q = float(d["quantile"])
-        if not 0.0 < q < 1.0 or not math.isfinite(float(d["upper_offset"])):
-            raise PredictorError(f"model has an invalid quantile {q} or offset {d['upper_offset']}")
+        scale = Scale.from_dict(d["scale"])
+        if not 0.0 < scale.quantile < 1.0 or not all(map(math.isfinite, (scale.intercept, scale.slope, scale.offset))):
+            raise PredictorError(f"model has an invalid scale: {d['scale']}")
         return RLModel(
             counter=counter,
             features=FeatureConfig(**{k: int(v) for k, v in d["features"].items()}),
             prior=TextPrior.from_dict(d["prior"]),
-            point_booster=_booster_from(d["boosters"]["point"], nthread),
-            upper_booster=_booster_from(d["boosters"]["upper"], nthread),
-            quantile=q,
-            upper_offset=float(d["upper_offset"]),
+            booster=_booster_from(d["booster"], nthread),
+            scale=scale,
             baselines=Baselines.from_dict(d["baselines"]),
             seen=np.frombuffer(base64.b64decode(d["seen_prompts"]), dtype="<u4").astype(np.uint32),
             info=dict(d.get("info", {})),

@@ -1,28 +1,40 @@
-"""Training: seeded splits, text prior out-of-fold, two boosters, conformal calibration.
+"""Training: seeded splits, text prior out-of-fold, the ranking head, the scale head.
 
-The validation split is cut in two halves by prompt hash: one stops the boosting early, the other
-calibrates the reservation (split conformal: the upper quantile is shifted in log space so that
-a share q of calibration responses lie at or below it). The test split never enters fit().
+Offline (data sets): the validation split is cut in two halves by conversation hash: one stops the
+boosting early, the other fits the scale head (calibration.py). The test split never enters fit().
+From a completion log (time-ordered): the newest records calibrate, every one of them, and the
+ones before them stop the boosting; nothing is held out, because the online calibration's
+prequential errors on the next completions are the test.
+
+The ranking head is a booster whose score orders requests: squared error on log(1 + RL)
+("regression", the default: it ranked unseen chats at least as well in every split measured,
+docs/predictor.md) or XGBoost's pairwise objective with pairs only within one answering model
+(`LabeledSet.groups`, "pairwise"). Either way how many tokens a score means is the scale head's job.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 import xgboost as xgb
 
 from ecoserve.predictor.baselines import Baselines
+from ecoserve.predictor.calibration import Scale
+from ecoserve.predictor.chat_features import ChatFeatureExtractor
 from ecoserve.predictor.datasets import LabeledSet, prompt_key, split_indices
 from ecoserve.predictor.errors import PredictorError
-from ecoserve.predictor.features import FeatureConfig, FeatureExtractor
-from ecoserve.predictor.model import RLModel
+from ecoserve.predictor.features import FeatureConfig
+from ecoserve.predictor.model import RLModel, exact_prompt_tokens
 from ecoserve.predictor.text_prior import TextPrior
 from ecoserve.predictor.tokenizer import TokenCounter
 
 MIN_TRAIN = 50
+LABEL_STEPS = 8  # pairwise labels: log(1 + RL) in steps of 1/8 (XGBoost's ranking wants integers)
+
+Head = Literal["pairwise", "regression"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,8 @@ class TrainConfig:
     quantile: float = 0.9
     seed: int = 0
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    head: Head = "regression"
+    pairs_per_sample: int = 8
     prior_damp: float = 4.0
     prior_folds: int = 5
     max_depth: int = 6
@@ -40,68 +54,52 @@ class TrainConfig:
     max_rounds: int = 2000
     early_stopping: int = 50
     nthread: int = 0  # 0: every core
+    # Sources whose records fit the scale head and the baselines (empty: all). The ranking head
+    # learns from every set; the scale should be that of the traffic served, not of a mix.
+    calibration_sets: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-
-def _boost(
-    params: dict, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, cfg: TrainConfig
-) -> xgb.Booster:
-    dtrain = xgb.QuantileDMatrix(x, y)
-    dval = xgb.DMatrix(xv, yv)
-    booster = xgb.train(
-        params,
-        dtrain,
-        num_boost_round=cfg.max_rounds,
-        evals=[(dval, "val")],
-        early_stopping_rounds=cfg.early_stopping,
-        verbose_eval=False,
-    )
-    return booster[: booster.best_iteration + 1]  # keep only the trees that helped
+    @staticmethod
+    def from_dict(d: dict) -> TrainConfig:
+        d = dict(d)
+        if isinstance(d.get("features"), dict):
+            d["features"] = FeatureConfig(**d["features"])
+        d["calibration_sets"] = tuple(d.get("calibration_sets", ()))
+        return TrainConfig(**{k: v for k, v in d.items() if k in TrainConfig.__dataclass_fields__})
 
 
-def conformal_offset(scores: np.ndarray, q: float) -> float:
-    """Split-conformal quantile: the ceil((n + 1) q)-th smallest score."""
-    n = len(scores)
-    k = min(n, math.ceil((n + 1) * q))
-    return float(np.sort(scores)[k - 1])
+def _matrix(data: LabeledSet, prior: TextPrior, counter: TokenCounter, cfg: TrainConfig) -> np.ndarray:
+    pt = exact_prompt_tokens(counter, data.chats)
+    f = ChatFeatureExtractor(cfg.features).extract(data.chats, pt, data.max_tokens)
+    return np.hstack([f.dense, prior.score(f.ngrams).astype(np.float32)[:, None]])
 
 
-def fit(
-    train: LabeledSet, val: LabeledSet, counter: TokenCounter, cfg: TrainConfig, info: dict
-) -> RLModel:
-    """Train on `train`; `val` stops boosting (one half) and calibrates the reservation (other)."""
-    if not 0.0 < cfg.quantile < 1.0:
-        raise PredictorError(f"quantile must be in (0, 1), not {cfg.quantile}")
-    if len(train) < MIN_TRAIN or len(val) < 10:
-        raise PredictorError(
-            f"too little data to train: {len(train)} training and {len(val)} validation records "
-            f"(need {MIN_TRAIN} and 10)"
-        )
-    halves = split_indices(val.prompts, cfg.seed + 1, (0.5, 0.5, 0.0))
-    stop, calib = val.take(halves["train"]), val.take(halves["val"])
-    if len(stop) == 0 or len(calib) == 0:
-        stop, calib = val, val
-    fe = FeatureExtractor(cfg.features)
+def centred_target(data: LabeledSet) -> np.ndarray:
+    """log(1 + RL) less its answering model's mean: what the ranking head learns, so that sets
+    answered at different lengths (Alpaca's 56 tokens, GPT-4's 470) pool their prompts without
+    teaching the trees which set a prompt looks like."""
+    y = np.log1p(data.tokens.astype(float))
+    groups = np.asarray(data.groups)
+    for g in set(data.groups):
+        m = groups == g
+        y[m] -= y[m].mean()
+    return y
 
-    def prepare(s: LabeledSet) -> tuple[np.ndarray, list, np.ndarray]:
-        pt = np.asarray(counter.count_batch(s.prompts))
-        f = fe.extract(s.prompts, pt.tolist(), s.max_tokens)
-        return f.dense, f.ngrams, pt
 
-    y = np.log1p(train.tokens.astype(float))
-    x, ngrams, train_pt = prepare(train)
-    prior = TextPrior.fit(ngrams, y, cfg.prior_damp)
-    oof = TextPrior.out_of_fold(ngrams, y, cfg.prior_damp, cfg.prior_folds, cfg.seed)
-    x = np.hstack([x, oof.astype(np.float32)[:, None]])
+def _dmatrix(x: np.ndarray, data: LabeledSet, cfg: TrainConfig) -> xgb.DMatrix:
+    y = np.log1p(data.tokens.astype(float))
+    if cfg.head == "regression":
+        return xgb.DMatrix(x, centred_target(data))
+    names = sorted(set(data.groups))
+    qid = np.array([names.index(g) for g in data.groups])
+    order = np.argsort(qid, kind="stable")
+    return xgb.DMatrix(x[order], np.rint(y[order] * LABEL_STEPS), qid=qid[order])
 
-    def with_prior(s: LabeledSet) -> np.ndarray:
-        d, g, _ = prepare(s)
-        return np.hstack([d, prior.score(g).astype(np.float32)[:, None]])
 
-    xs, ys = with_prior(stop), np.log1p(stop.tokens.astype(float))
-    common = {
+def _boost(x: np.ndarray, train: LabeledSet, xv: np.ndarray, stop: LabeledSet, cfg: TrainConfig) -> xgb.Booster:
+    params = {
         "tree_method": "hist",
         "max_depth": cfg.max_depth,
         "eta": cfg.eta,
@@ -111,43 +109,86 @@ def fit(
         "nthread": cfg.nthread or os.cpu_count() or 1,
         "seed": cfg.seed,
     }
-    point = _boost({**common, "objective": "reg:squarederror"}, x, y, xs, ys, cfg)
-    upper = _boost(
-        {**common, "objective": "reg:quantileerror", "quantile_alpha": cfg.quantile},
-        x, y, xs, ys, cfg,
+    if cfg.head == "regression":
+        params["objective"] = "reg:squarederror"
+    else:  # concordant pairs within each answering model; "auc" on qid data counts exactly those
+        params.update(objective="rank:pairwise", eval_metric="auc", lambdarank_pair_method="mean",
+                      lambdarank_num_pair_per_sample=cfg.pairs_per_sample)
+    booster = xgb.train(
+        params,
+        _dmatrix(x, train, cfg),
+        num_boost_round=cfg.max_rounds,
+        evals=[(_dmatrix(xv, stop, cfg), "stop")],
+        early_stopping_rounds=cfg.early_stopping,
+        verbose_eval=False,
     )
-    xc = with_prior(calib)
-    scores = np.log1p(calib.tokens.astype(float)) - upper.inplace_predict(xc)
-    offset = conformal_offset(scores, cfg.quantile)
-    seen = np.unique(np.array([prompt_key(p) for p in train.prompts + val.prompts], dtype=np.uint32))
+    return booster[: booster.best_iteration + 1]  # keep only the trees that helped
+
+
+def _calibration_records(data: LabeledSet, cfg: TrainConfig) -> LabeledSet:
+    if not cfg.calibration_sets:
+        return data
+    kept = data.take(np.flatnonzero(np.isin(data.sources, cfg.calibration_sets)))
+    if len(kept) < 5:
+        raise PredictorError(f"only {len(kept)} records of {', '.join(cfg.calibration_sets)} to calibrate on")
+    return kept
+
+
+def fit(
+    train: LabeledSet, stop: LabeledSet, calib: LabeledSet, counter: TokenCounter, cfg: TrainConfig, info: dict
+) -> RLModel:
+    """Train the ranking head on `train` (boosting stopped on `stop`), the scale head on `calib`."""
+    if len(train) < MIN_TRAIN or len(stop) < 5 or len(calib) < 5:
+        raise PredictorError(
+            f"too little data to train: {len(train)} training, {len(stop)} early-stopping and {len(calib)} "
+            f"calibration records (need {MIN_TRAIN}, 5 and 5)"
+        )
+    if not 0.0 < cfg.quantile < 1.0:
+        raise PredictorError(f"quantile must be in (0, 1), not {cfg.quantile}")
+    y = centred_target(train)
+    pt = np.asarray(exact_prompt_tokens(counter, train.chats))
+    f = ChatFeatureExtractor(cfg.features).extract(train.chats, pt.tolist(), train.max_tokens)
+    prior = TextPrior.fit(f.ngrams, y, cfg.prior_damp)
+    oof = TextPrior.out_of_fold(f.ngrams, y, cfg.prior_damp, cfg.prior_folds, cfg.seed)
+    x = np.hstack([f.dense, oof.astype(np.float32)[:, None]])
+    booster = _boost(x, train, _matrix(stop, prior, counter, cfg), stop, cfg)
+    scaled, scaled_train = _calibration_records(calib, cfg), _calibration_records(train, cfg)
+    scale = Scale.fit(booster.inplace_predict(_matrix(scaled, prior, counter, cfg)), scaled.tokens, cfg.quantile)
+    booster.set_param({"nthread": 1})
     info = {
         **info,
         "config": cfg.to_dict(),
         "n_train": len(train),
         "n_stop": len(stop),
-        "n_calibration": len(calib),
-        "point_trees": point.num_boosted_rounds(),
-        "upper_trees": upper.num_boosted_rounds(),
+        "n_calibration": len(scaled),
+        "trees": booster.num_boosted_rounds(),
         "xgboost": xgb.__version__,
     }
-    model = RLModel(
-        counter=counter,
-        features=cfg.features,
-        prior=prior,
-        point_booster=point,
-        upper_booster=upper,
-        quantile=cfg.quantile,
-        upper_offset=offset,
-        baselines=Baselines.fit(train_pt, train.tokens, cfg.quantile),
-        seen=seen,
-        info=info,
+    seen = [prompt_key(c) for c in train.chats + stop.chats + calib.chats]
+    return RLModel(
+        counter=counter, features=cfg.features, prior=prior, booster=booster, scale=scale,
+        baselines=Baselines.fit(np.asarray(exact_prompt_tokens(counter, scaled_train.chats)), scaled_train.tokens,
+                                cfg.quantile),
+        seen=np.unique(np.array(seen, dtype=np.uint32)), info=info,
     )
-    model.set_nthread(1)
-    return model
 
 
 def train_on(data: LabeledSet, counter: TokenCounter, cfg: TrainConfig, info: dict) -> RLModel:
-    """Seeded 80/10/10 split of `data`; fit on train + val, leave test out."""
-    split = split_indices(data.prompts, cfg.seed)
+    """Seeded 80/10/10 split of `data` by conversation; fit on train + val, leave test out."""
+    split = split_indices(data.chats, cfg.seed)
+    val = data.take(split["val"])
+    halves = split_indices(val.chats, cfg.seed + 1, (0.5, 0.5, 0.0))
     info = {**info, "split_seed": cfg.seed, "n_test_held_out": int(len(split["test"]))}
-    return fit(data.take(split["train"]), data.take(split["val"]), counter, cfg, info)
+    return fit(data.take(split["train"]), val.take(halves["train"]), val.take(halves["val"]), counter, cfg, info)
+
+
+def train_on_log(data: LabeledSet, counter: TokenCounter, cfg: TrainConfig, info: dict,
+                 calibrate: float = 0.2, stop: float = 0.1) -> RLModel:
+    """Completions oldest first: the newest `calibrate` share fits the scale, the `stop` share before
+    it stops the boosting, the rest trains."""
+    n = len(data)
+    n_cal, n_stop = max(5, round(n * calibrate)), max(5, round(n * stop))
+    idx = np.arange(n)
+    parts = idx[: n - n_cal - n_stop], idx[n - n_cal - n_stop: n - n_cal], idx[n - n_cal:]
+    info = {**info, "split": "time-ordered", "n_test_held_out": 0}
+    return fit(*(data.take(p) for p in parts), counter, cfg, info)
