@@ -9,6 +9,7 @@ model saw, because the predictor's features are computed from text.
 
 from __future__ import annotations
 
+import json
 from dataclasses import MISSING, asdict, dataclass, fields
 
 import redis.asyncio as aredis
@@ -28,6 +29,8 @@ class LoggedCompletion:
     point: int = 0  # the prediction it was served with; 0: none
     upper: int = 0
     model_version: str = ""  # predictor model that made the prediction
+    messages: str = ""  # a chat request's messages, encode_messages(); "": the prompt was plain text
+    served_model: str = ""  # the model that answered: the predictor calibrates per served model
 
     def to_fields(self) -> dict[str, str | int]:
         return asdict(self)
@@ -45,6 +48,15 @@ class LoggedCompletion:
             text = data.decode("utf-8")
             values[f.name] = int(text) if f.type == "int" else text
         return cls(**values)  # type: ignore[arg-type]
+
+
+def encode_messages(messages: tuple[tuple[str, str], ...]) -> str:
+    """(role, content) pairs as the log keeps them: JSON, "" for none."""
+    return json.dumps([list(m) for m in messages], ensure_ascii=False) if messages else ""
+
+
+def decode_messages(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple((str(r), str(c)) for r, c in json.loads(text)) if text else ()
 
 
 class CompletionLog:

@@ -135,3 +135,36 @@ def test_retrains_on_schedule_and_on_demand_replicas_follow_and_live_error_is_re
         _wait_version(a, "r2", timeout=10)
     finally:
         redis_server.stop()
+
+
+def test_chat_items_and_per_served_model_calibration_from_the_log(services: LocalCell) -> None:
+    redis_server = EmbeddedRedis.start()
+    try:
+        url = redis_server.url
+        stub = predictor_pb2_grpc.PredictorStub(_start(services, "predictor-chat", "--redis-url", url))
+        question = "Tell me about the history of Rome."
+        plain = predictor_pb2.PredictItem(prompt=question, max_tokens=4000)
+        chat = predictor_pb2.PredictItem(prompt="<rendered>", max_tokens=4000, prompt_tokens=900, messages=[
+            predictor_pb2.Turn(role="system", content="Answer in one word."),
+            predictor_pb2.Turn(role="user", content="Hi"), predictor_pb2.Turn(role="assistant", content="Hello."),
+            predictor_pb2.Turn(role="user", content=question)])
+        before = stub.Predict(predictor_pb2.PredictRequest(items=[plain, chat]), timeout=30).predictions
+        assert before[0] != before[1]  # the chat's structure is read, not the rendered text
+
+        # "verbose" answers 8x longer than the shipped scale expects: its calibration must follow
+        long = [LoggedCompletion(f"{question} Part {i}.", 12, 4000, 8 * before[0].point, "stop", 0, 0, "base",
+                                 served_model="verbose") for i in range(300)]
+        _append(url, long)
+        deadline = time.monotonic() + 30
+        while True:
+            info = stub.Info(predictor_pb2.InfoRequest(), timeout=10)
+            if any(c.served_model == "verbose" and c.completions == 300 for c in info.calibrations):
+                break
+            assert time.monotonic() < deadline, info
+            time.sleep(0.2)
+        items = [predictor_pb2.PredictItem(prompt=question, max_tokens=4000, served_model=m) for m in ("verbose", "")]
+        verbose, default = stub.Predict(predictor_pb2.PredictRequest(items=items), timeout=30).predictions
+        assert default == before[0]  # other served models keep the default scale
+        assert verbose.point > 4 * default.point
+    finally:
+        redis_server.stop()

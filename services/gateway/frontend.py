@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aredis
 
-from ecoserve.completion_log import CompletionLog, LoggedCompletion
+from ecoserve.completion_log import CompletionLog, LoggedCompletion, encode_messages
 from ecoserve.proto import common_pb2, scheduler_pb2
 from services.gateway.config import GatewayConfig
 from services.gateway.errors import ErrorKind, GatewayError
@@ -151,7 +151,8 @@ class Frontend:
     async def _predict(self, gen: Generation) -> PredictionResult:
         if self.predictor is None:
             return PredictionResult(None)
-        result = await self.predictor.predict(gen.prompt_text, gen.max_tokens)
+        result = await self.predictor.predict(gen.prompt_text, gen.max_tokens, messages=gen.messages,
+                                              prompt_tokens=len(gen.prompt_ids), served_model=self.metrics.model_name)
         if result.prediction is None:
             self.metrics.pred_fallback.labels(self.metrics.model_name).inc()
         return result
@@ -182,7 +183,8 @@ class Frontend:
             entry = LoggedCompletion(prompt=gen.prompt_text, prompt_tokens=len(gen.prompt_ids),
                                      max_tokens=gen.max_tokens, response_tokens=tokens, finish_reason=reason,
                                      point=p.point if p else 0, upper=p.upper if p else 0,
-                                     model_version=predicted.model_version)
+                                     model_version=predicted.model_version,
+                                     messages=encode_messages(gen.messages), served_model=self.metrics.model_name)
             self._later(self._log(entry))
 
     async def _log(self, entry: LoggedCompletion) -> None:

@@ -41,7 +41,7 @@ class GenerateInput:
 class Generation:
     """A request ready for the scheduler."""
 
-    prompt_text: str  # what the predictor reads and the completion log keeps
+    prompt_text: str  # what the completion log keeps, and the predictor reads when there is no chat
     prompt_ids: list[int]
     max_tokens: int
     temperature: float
@@ -54,6 +54,7 @@ class Generation:
     priority: int
     slo_class: str
     slo: Slo = field(default_factory=Slo)
+    messages: tuple[tuple[str, str], ...] = ()  # (role, content) of a chat request: what the predictor reads
 
 
 class Preparer:
@@ -82,8 +83,9 @@ class Preparer:
             if max_tokens > room:
                 raise invalid(f"prompt ({len(ids)} tokens) plus max_tokens ({max_tokens}) exceeds the model's "
                               f"context length of {context} tokens")
+        messages = tuple((m["role"], m.get("content") or "") for m in inp.messages) if inp.messages else ()
         return Generation(
-            prompt_text=text, prompt_ids=ids, max_tokens=max_tokens, **self._sampling(inp),
+            prompt_text=text, prompt_ids=ids, max_tokens=max_tokens, messages=messages, **self._sampling(inp),
             stop=self._stops(inp.stop), stop_token_ids=self._token_ids(inp.stop_token_ids, "stop_token_ids"),
             ignore_eos=inp.ignore_eos, priority=self._priority(inp.priority), **self._slo(inp))
 

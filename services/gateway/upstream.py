@@ -143,9 +143,15 @@ class PredictorClient:
         self._queue: list[tuple[predictor_pb2.PredictItem, asyncio.Future[PredictionResult]]] = []
         self._sender: asyncio.Task[None] | None = None
 
-    async def predict(self, prompt: str, max_tokens: int) -> PredictionResult:
+    async def predict(self, prompt: str, max_tokens: int, *, messages: tuple[tuple[str, str], ...] = (),
+                      prompt_tokens: int = 0, served_model: str = "") -> PredictionResult:
+        """The chat's messages (role, content) go with the rendered prompt: the predictor reads the
+        conversation's structure from them, and the prompt's token count saves it counting."""
         future: asyncio.Future[PredictionResult] = asyncio.get_running_loop().create_future()
-        self._queue.append((predictor_pb2.PredictItem(prompt=prompt, max_tokens=max_tokens), future))
+        item = predictor_pb2.PredictItem(
+            prompt=prompt, max_tokens=max_tokens, prompt_tokens=prompt_tokens, served_model=served_model,
+            messages=[predictor_pb2.Turn(role=r, content=c) for r, c in messages])
+        self._queue.append((item, future))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send())
         try:

@@ -21,9 +21,10 @@ from typing import TypeVar
 
 import redis.asyncio as aredis
 
-from ecoserve.completion_log import CompletionLog, LoggedCompletion
+from ecoserve.completion_log import CompletionLog, LoggedCompletion, decode_messages
 from ecoserve.core.request import Prediction
 from ecoserve.predictor import Completion, PredictorError, RLPredictor
+from ecoserve.predictor.chat import Request, as_chat
 from ecoserve.predictor.model import RLModel
 from services.predictor.live_error import LiveError
 
@@ -40,6 +41,13 @@ def warm_up(model: RLPredictor | RLModel) -> None:
         model.predict(["warm-up"], [None])
     else:
         model.predict_tokens(["warm-up"], [None])
+
+
+def as_completion(c: LoggedCompletion) -> Completion:
+    """A log entry as the predictor learns from it: the chat when the gateway logged one."""
+    return Completion(c.prompt, c.response_tokens, c.max_tokens or None,
+                      messages=as_chat([{"role": r, "content": t} for r, t in decode_messages(c.messages)]),
+                      served_model=c.served_model, prompt_tokens=c.prompt_tokens or None)
 
 
 async def _unless_stopped(stop: asyncio.Event, coro: Awaitable[T]) -> T | None:
@@ -60,7 +68,7 @@ async def _unless_stopped(stop: asyncio.Event, coro: Awaitable[T]) -> T | None:
 class LearnerConfig:
     prefix: str = "ecoserve"
     window: int = 20_000  # newest completions kept to train on
-    retrain_interval_s: float = 0.0  # 0: retrain only on demand
+    retrain_interval_s: float = 0.0  # 0: retrain only on demand; else also as soon as a drift is seen
     min_new: int = 200  # a scheduled retrain waits for this many new completions
     error_window: int = 1000
     save_path: str | None = None  # also write each retrained model here
@@ -92,19 +100,30 @@ class Learner:
         self.last_error = ""
         self._lock = asyncio.Lock()
         self._model_key = f"{config.prefix}:predictor:model"
+        self._drifts_at_retrain = 0
 
-    def predict(self, prompts: list[str], max_tokens: list[int | None]) -> tuple[list[Prediction], str]:
+    def predict(self, requests: list[Request], max_tokens: list[int | None],
+                prompt_tokens: list[int | None] | None = None,
+                served_model: list[str] | str = "") -> tuple[list[Prediction], str]:
         """Predictions and the version that made them (read together: a swap may come at any time)."""
         version, predictor = self.version, self.predictor
-        return predictor.predict(prompts, max_tokens), version
+        return predictor.predict(requests, max_tokens, prompt_tokens=prompt_tokens, served_model=served_model), version
 
-    def observe(self, entries: list[LoggedCompletion]) -> None:
+    async def observe(self, entries: list[LoggedCompletion]) -> None:
+        """Keep the entries to retrain on, score the served model's live error, and calibrate the
+        served model's scale on them (online, per served model; scoring runs off the event loop)."""
         for c in entries:
             self.window.append(c)
             if c.model_version == self.version and c.point > 0:
                 self.live.add(c.response_tokens, c.point, c.upper)
         self.seen += len(entries)
         self.new_since_retrain += len(entries)
+        if entries:
+            await asyncio.to_thread(self.predictor.observe, [as_completion(c) for c in entries])
+
+    def drifted(self) -> bool:
+        """The online calibration saw a drift since the last retrain (a retrain is due)."""
+        return self.predictor.calibrator.drifts() > self._drifts_at_retrain
 
     async def follow(self, stop: asyncio.Event) -> None:
         """Read the log, adopt published models, retrain on schedule; until `stop` (a read of the log
@@ -113,7 +132,7 @@ class Learner:
             return
         await self.adopt_published()
         last_id, backlog = await self.log.tail(self.config.window)
-        self.observe(backlog)
+        await self.observe(backlog)
         next_retrain = time.monotonic() + self.config.retrain_interval_s
         while not stop.is_set():
             try:
@@ -121,12 +140,14 @@ class Learner:
                 if read is None:
                     break
                 last_id, entries = read
-                self.observe(entries)
+                await self.observe(entries)
                 await self.adopt_published()
-                if (self.config.retrain_interval_s > 0 and time.monotonic() >= next_retrain
+                # on a schedule (0: only on demand), and sooner when the online calibration saw a drift
+                scheduled = time.monotonic() >= next_retrain
+                if (self.config.retrain_interval_s > 0 and (scheduled or self.drifted())
                         and self.new_since_retrain >= self.config.min_new):
                     result = await self.retrain()
-                    log.info("scheduled retrain: %s", result.message)
+                    log.info("%s retrain: %s", "scheduled" if scheduled else "drift", result.message)
                     next_retrain = time.monotonic() + self.config.retrain_interval_s
             except aredis.RedisError as exc:  # Redis away: keep serving the current model, retry
                 log.warning("completion log: %s", exc)
@@ -161,7 +182,7 @@ class Learner:
 
     async def _retrain_locked(self) -> RetrainResult:
         assert self.client is not None
-        data = [Completion(c.prompt, c.response_tokens, c.max_tokens) for c in self.window]
+        data = [as_completion(c) for c in self.window]
         self.new_since_retrain = 0
         try:
             model = await asyncio.to_thread(self.predictor.retrain, data, seed=self.config.seed, swap=False)
@@ -186,7 +207,9 @@ class Learner:
                              f"{info.get('n_calibration')} calibrating, {info.get('n_test_held_out')} held out")
 
     def _swap(self, model: object, number: int) -> None:
-        self.predictor.swap(model)  # type: ignore[arg-type]
+        """Serve `model`, its online calibration started from the completions in the window."""
+        self.predictor.swap(model, [as_completion(c) for c in self.window])  # type: ignore[arg-type]
+        self._drifts_at_retrain = self.predictor.calibrator.drifts()
         self.version_number, self.version = number, f"r{number}"
         self.live.reset()
         self.retrains += 1

@@ -70,9 +70,11 @@ class PredictorService:
         if any(item.max_tokens < 0 for item in msg.items):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "max_tokens must be >= 0 (0: no cap)")
         start = time.perf_counter()
-        prompts = [item.prompt for item in msg.items]
+        prompts = [[{"role": t.role, "content": t.content} for t in item.messages] or item.prompt for item in msg.items]
         caps = [item.max_tokens or None for item in msg.items]
-        predictions, version = await asyncio.to_thread(self.learner.predict, prompts, caps)
+        counts = [item.prompt_tokens or None for item in msg.items]
+        served = [item.served_model for item in msg.items]
+        predictions, version = await asyncio.to_thread(self.learner.predict, prompts, caps, counts, served)
         self.metrics.latency.observe(time.perf_counter() - start)
         self.metrics.batch.observe(len(prompts))
         self.metrics.predictions.inc(len(prompts))
@@ -96,7 +98,11 @@ class PredictorService:
             last_retrain_error=self.learner.last_error,
             live_error=predictor_pb2.LiveError(samples=s.samples, mae_tokens=s.mae_tokens,
                                                mean_relative_error=s.mean_relative_error,
-                                               upper_coverage=s.upper_coverage))
+                                               upper_coverage=s.upper_coverage),
+            calibrations=[predictor_pb2.Calibration(
+                served_model=c.served_model, completions=c.completions,
+                recent_under_prediction=c.recent_under_prediction, recent_mean_log_error=c.recent_mean_log_error,
+                drifts=c.drifts) for c in self.learner.predictor.calibrator.status()])
 
 
 async def _check(context: grpc.aio.ServicerContext, request: Any, cls: Any) -> Any:

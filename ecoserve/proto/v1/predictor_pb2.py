@@ -25,29 +25,33 @@ _sym_db = _symbol_database.Default()
 from ecoserve.proto.v1 import common_pb2 as ecoserve_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x63oserve/v1/predictor.proto\x12\x0b\x65\x63oserve.v1\x1a\x18\x65\x63oserve/v1/common.proto\"1\n\x0bPredictItem\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x12\n\nmax_tokens\x18\x02 \x01(\x05\"9\n\x0ePredictRequest\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.ecoserve.v1.PredictItem\"V\n\x0fPredictResponse\x12,\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x17.ecoserve.v1.Prediction\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x10\n\x0eRetrainRequest\"_\n\x0fRetrainResponse\x12\x0f\n\x07swapped\x18\x01 \x01(\x08\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x13\n\x0b\x63ompletions\x18\x03 \x01(\r\x12\x0f\n\x07message\x18\x04 \x01(\t\"\r\n\x0bInfoRequest\"e\n\tLiveError\x12\x0f\n\x07samples\x18\x01 \x01(\r\x12\x12\n\nmae_tokens\x18\x02 \x01(\x01\x12\x1b\n\x13mean_relative_error\x18\x03 \x01(\x01\x12\x16\n\x0eupper_coverage\x18\x04 \x01(\x01\"\xab\x01\n\x0cInfoResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x10\n\x08quantile\x18\x02 \x01(\x01\x12\x18\n\x10\x63ompletions_seen\x18\x03 \x01(\x04\x12*\n\nlive_error\x18\x04 \x01(\x0b\x32\x16.ecoserve.v1.LiveError\x12\x10\n\x08retrains\x18\x05 \x01(\r\x12\x1a\n\x12last_retrain_error\x18\x06 \x01(\t2\xd4\x01\n\tPredictor\x12\x44\n\x07Predict\x12\x1b.ecoserve.v1.PredictRequest\x1a\x1c.ecoserve.v1.PredictResponse\x12\x44\n\x07Retrain\x12\x1b.ecoserve.v1.RetrainRequest\x1a\x1c.ecoserve.v1.RetrainResponse\x12;\n\x04Info\x12\x18.ecoserve.v1.InfoRequest\x1a\x19.ecoserve.v1.InfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x63oserve/v1/predictor.proto\x12\x0b\x65\x63oserve.v1\x1a\x18\x65\x63oserve/v1/common.proto\"%\n\x04Turn\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\x83\x01\n\x0bPredictItem\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x12\n\nmax_tokens\x18\x02 \x01(\x05\x12#\n\x08messages\x18\x03 \x03(\x0b\x32\x11.ecoserve.v1.Turn\x12\x15\n\rprompt_tokens\x18\x04 \x01(\r\x12\x14\n\x0cserved_model\x18\x05 \x01(\t\"9\n\x0ePredictRequest\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.ecoserve.v1.PredictItem\"V\n\x0fPredictResponse\x12,\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x17.ecoserve.v1.Prediction\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x10\n\x0eRetrainRequest\"_\n\x0fRetrainResponse\x12\x0f\n\x07swapped\x18\x01 \x01(\x08\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x13\n\x0b\x63ompletions\x18\x03 \x01(\r\x12\x0f\n\x07message\x18\x04 \x01(\t\"\r\n\x0bInfoRequest\"e\n\tLiveError\x12\x0f\n\x07samples\x18\x01 \x01(\r\x12\x12\n\nmae_tokens\x18\x02 \x01(\x01\x12\x1b\n\x13mean_relative_error\x18\x03 \x01(\x01\x12\x16\n\x0eupper_coverage\x18\x04 \x01(\x01\"\x88\x01\n\x0b\x43\x61libration\x12\x14\n\x0cserved_model\x18\x01 \x01(\t\x12\x13\n\x0b\x63ompletions\x18\x02 \x01(\x04\x12\x1f\n\x17recent_under_prediction\x18\x03 \x01(\x01\x12\x1d\n\x15recent_mean_log_error\x18\x04 \x01(\x01\x12\x0e\n\x06\x64rifts\x18\x05 \x01(\r\"\xdb\x01\n\x0cInfoResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x10\n\x08quantile\x18\x02 \x01(\x01\x12\x18\n\x10\x63ompletions_seen\x18\x03 \x01(\x04\x12*\n\nlive_error\x18\x04 \x01(\x0b\x32\x16.ecoserve.v1.LiveError\x12\x10\n\x08retrains\x18\x05 \x01(\r\x12\x1a\n\x12last_retrain_error\x18\x06 \x01(\t\x12.\n\x0c\x63\x61librations\x18\x07 \x03(\x0b\x32\x18.ecoserve.v1.Calibration2\xd4\x01\n\tPredictor\x12\x44\n\x07Predict\x12\x1b.ecoserve.v1.PredictRequest\x1a\x1c.ecoserve.v1.PredictResponse\x12\x44\n\x07Retrain\x12\x1b.ecoserve.v1.RetrainRequest\x1a\x1c.ecoserve.v1.RetrainResponse\x12;\n\x04Info\x12\x18.ecoserve.v1.InfoRequest\x1a\x19.ecoserve.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ecoserve.v1.predictor_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PREDICTITEM']._serialized_start=70
-  _globals['_PREDICTITEM']._serialized_end=119
-  _globals['_PREDICTREQUEST']._serialized_start=121
-  _globals['_PREDICTREQUEST']._serialized_end=178
-  _globals['_PREDICTRESPONSE']._serialized_start=180
-  _globals['_PREDICTRESPONSE']._serialized_end=266
-  _globals['_RETRAINREQUEST']._serialized_start=268
-  _globals['_RETRAINREQUEST']._serialized_end=284
-  _globals['_RETRAINRESPONSE']._serialized_start=286
-  _globals['_RETRAINRESPONSE']._serialized_end=381
-  _globals['_INFOREQUEST']._serialized_start=383
-  _globals['_INFOREQUEST']._serialized_end=396
-  _globals['_LIVEERROR']._serialized_start=398
-  _globals['_LIVEERROR']._serialized_end=499
-  _globals['_INFORESPONSE']._serialized_start=502
-  _globals['_INFORESPONSE']._serialized_end=673
-  _globals['_PREDICTOR']._serialized_start=676
-  _globals['_PREDICTOR']._serialized_end=888
+  _globals['_TURN']._serialized_start=70
+  _globals['_TURN']._serialized_end=107
+  _globals['_PREDICTITEM']._serialized_start=110
+  _globals['_PREDICTITEM']._serialized_end=241
+  _globals['_PREDICTREQUEST']._serialized_start=243
+  _globals['_PREDICTREQUEST']._serialized_end=300
+  _globals['_PREDICTRESPONSE']._serialized_start=302
+  _globals['_PREDICTRESPONSE']._serialized_end=388
+  _globals['_RETRAINREQUEST']._serialized_start=390
+  _globals['_RETRAINREQUEST']._serialized_end=406
+  _globals['_RETRAINRESPONSE']._serialized_start=408
+  _globals['_RETRAINRESPONSE']._serialized_end=503
+  _globals['_INFOREQUEST']._serialized_start=505
+  _globals['_INFOREQUEST']._serialized_end=518
+  _globals['_LIVEERROR']._serialized_start=520
+  _globals['_LIVEERROR']._serialized_end=621
+  _globals['_CALIBRATION']._serialized_start=624
+  _globals['_CALIBRATION']._serialized_end=760
+  _globals['_INFORESPONSE']._serialized_start=763
+  _globals['_INFORESPONSE']._serialized_end=982
+  _globals['_PREDICTOR']._serialized_start=985
+  _globals['_PREDICTOR']._serialized_end=1197
 # @@protoc_insertion_point(module_scope)
