@@ -189,6 +189,9 @@ def _check_ports_free(ports: dict[str, int]) -> None:
 @click.option("--policy", type=click.Choice(LIVE_POLICY_NAMES), default="ecoserve", show_default=True)
 @click.option("--router", type=click.Choice(ROUTER_NAMES), default=None,
               help="placement across workers [default: ecoserve's for ecoserve policies, else round-robin]")
+@click.option("--overload", type=click.Choice(["shed", "yield", "none"]), default=None,
+              help="ecoserve policies: a request that can no longer meet its TTFT waits behind on-time ones "
+                   "(yield, the scheduler's default), is refused with a retryable 503 (shed), or neither (none)")
 @click.option("--kv-cache-mb", type=click.FloatRange(min=0, min_open=True),
               help="KV memory budget per worker [default: 64 for the tiny model]")
 @click.option("--device", default="cpu", show_default=True, callback=_device, help="torch engine device")
@@ -198,8 +201,8 @@ def _check_ports_free(ports: dict[str, int]) -> None:
 @click.pass_context
 def up(ctx: click.Context, engine: str, model: str | None, num_workers: int, port: int, http_port: int,
        grpc_port: int, predictor_port: int, with_predictor: bool, api_keys: tuple[str, ...], redis_url: str | None,
-       policy: str, router: str | None, kv_cache_mb: float | None, device: str, log_dir: str | None,
-       cache_dir: Path | None) -> None:
+       policy: str, router: str | None, overload: str | None, kv_cache_mb: float | None, device: str,
+       log_dir: str | None, cache_dir: Path | None) -> None:
     """Start the whole stack locally and run until Ctrl-C or SIGTERM."""
     ports = {"--port": port, "--http-port": http_port, "--grpc-port": grpc_port,
              **({"--predictor-port": predictor_port} if with_predictor else {})}
@@ -225,6 +228,7 @@ def up(ctx: click.Context, engine: str, model: str | None, num_workers: int, por
     # sim workers stand in for `model`: the scheduler prices their iterations with the same cost model
     scheduler_args = ("--cost-model", model) if engine == "sim" else ()
     scheduler_args += ("--router", router) if router else ()
+    scheduler_args += ("--overload", overload) if overload else ()
     cell = LocalCell(redis_url or redis_server.url, port, policy, scheduler_args,  # type: ignore[union-attr]
                      log_dir=log_dir, interrupted=stop.is_set)
     predictor = f"127.0.0.1:{predictor_port}"

@@ -58,10 +58,10 @@ class Stack:
             conn.close()
 
 
-def start_stack(log_dir: Path, gateway_args: tuple[str, ...] = ()) -> Iterator[Stack]:
+def start_stack(log_dir: Path, gateway_args: tuple[str, ...] = (), scheduler_args: tuple[str, ...] = ()) -> Iterator[Stack]:
     redis = EmbeddedRedis.start()
     model = tiny_model()
-    cell = LocalCell(redis.url, free_port(), log_dir=str(log_dir))
+    cell = LocalCell(redis.url, free_port(), scheduler_args=scheduler_args, log_dir=str(log_dir))
     http_port, grpc_port, predictor_port = free_port(), free_port(), free_port()
     try:
         cell.start_service("predictor", ["--port", str(predictor_port), "--redis-url", redis.url])

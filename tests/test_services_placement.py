@@ -36,7 +36,7 @@ def test_late_binding_serves_every_request_on_both_workers(make_cell) -> None:  
 
 
 def test_a_request_that_cannot_be_on_time_is_refused_at_once_and_the_rest_served(make_cell) -> None:  # noqa: F811
-    cell = make_cell({"w0": SLOW}, policy="ecoserve")
+    cell = make_cell({"w0": SLOW}, policy="ecoserve", scheduler_args=("--overload", "shed"))
     jobs = [[(i + j) % 250 for j in range(400)] for i in range(40)]  # each about 0.2 s of prefill here
     done = _run(cell.address, jobs, 4, ignore_eos=True, slo=(1.0, 0.5))
     refused = [d for d in done if d.finish_reason.startswith("refused")]

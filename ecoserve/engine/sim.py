@@ -3,7 +3,8 @@
 Token ids are a deterministic function of (request, position), lowercase ASCII bytes, so a whole
 cluster runs on a laptop, a recompute reproduces the same text, and a byte-level tokenizer shows
 readable output. KV is counted per request like a paged cache, and a step that would hold more
-blocks than the engine has fails loudly: that is the scheduler's ledger being wrong.
+blocks than the engine has fails loudly: that is the scheduler's ledger being wrong. A new request
+may start past position 0: on its cached prefix (prefix caching), whose blocks the cache holds.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class _Seq:
     cached: int = 0
     generated: int = 0  # survives reset, like the torch engine, so max_tokens holds across recompute
     finished: bool = False
+    shared: int = 0  # leading tokens it started on from the prefix cache (blocks held once, by the cache)
 
 
 def sim_token(request_id: int, position: int) -> int:
@@ -54,7 +56,10 @@ class SimEngine:
         shape = [0, 0, 0, 0, 0, 0]  # CostModel.iteration_time's arguments, as BatchPlan builds them
         seen: set[int] = set()
         for it in items:
-            seq = self._seqs.get(it.request_id) or _Seq()
+            seq = self._seqs.get(it.request_id) or _Seq(cached=-1)
+            if seq.cached < 0:  # new, or reset: it starts on its cached prefix, if any
+                seq.cached = seq.shared = it.start_pos
+                self._seqs[it.request_id] = seq
             if it.request_id in seen or not it.token_ids or it.start_pos != seq.cached or seq.finished:
                 raise ValueError(f"request {it.request_id}: bad step item (start_pos {it.start_pos}, "
                                  f"{seq.cached} cached, finished={seq.finished})")
@@ -79,14 +84,18 @@ class SimEngine:
         return outputs, StepTiming(elapsed, 0.0)
 
     def _check_blocks(self, items: list[StepItem]) -> None:
+        bs = self._block_size
+        shared = {rid: s.shared for rid, s in self._seqs.items()}
         tokens = {rid: s.cached for rid, s in self._seqs.items()}
-        tokens.update({it.request_id: it.start_pos + len(it.token_ids) for it in items})
-        blocks = sum(-(-t // self._block_size) for t in tokens.values())
+        for it in items:
+            tokens[it.request_id] = it.start_pos + len(it.token_ids)
+            shared.setdefault(it.request_id, it.start_pos)
+        blocks = sum(-(-t // bs) - shared[rid] // bs for rid, t in tokens.items())
         if blocks > self._num_blocks:
             raise RuntimeError(f"step needs {blocks} KV blocks; the engine has {self._num_blocks}")
 
     def _advance(self, it: StepItem) -> StepOutput:
-        seq = self._seqs.setdefault(it.request_id, _Seq())
+        seq = self._seqs[it.request_id]
         seq.cached = it.start_pos + len(it.token_ids)
         if not it.sample:
             return StepOutput(it.request_id, None, False, None)
@@ -102,4 +111,4 @@ class SimEngine:
     def reset(self, request_id: int) -> None:
         seq = self._seqs.get(request_id)
         if seq is not None:
-            seq.cached = 0
+            seq.cached = -1  # recomputed from wherever its next step starts

@@ -22,6 +22,10 @@ def main() -> None:
     ap.add_argument("--cost-model", default="llama-2-7b", choices=sorted(MODELS),
                     help="model whose cost model prices iterations")
     ap.add_argument("--gpu", default="a100-40gb", choices=sorted(GPUS))
+    ap.add_argument("--overload", choices=("shed", "yield", "none"), default="yield",
+                    help="ecoserve policies: a request that can no longer meet its TTFT waits behind on-time "
+                         "ones (yield), is refused with a retryable error (shed, the simulator's default), "
+                         "or keeps its place (none)")
     ap.add_argument("--router", choices=ROUTER_NAMES, default=None,
                     help="placement across workers [default: ecoserve's for ecoserve policies, else round-robin]")
     ap.add_argument("--max-queue", type=int, default=100_000)
@@ -30,7 +34,8 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(levelname)s %(message)s")
     config = SchedulerConfig(redis_url=args.redis_url, policy=args.policy, cost_model=args.cost_model, gpu=args.gpu,
-                             max_queue=args.max_queue, result_timeout_s=args.result_timeout, router=args.router)
+                             max_queue=args.max_queue, result_timeout_s=args.result_timeout, router=args.router,
+                             overload=args.overload)
     run_service(ap.prog, lambda stop: serve(config, f"{args.host}:{args.port}", stop))
 
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from ecoserve.core.prefix_cache import block_hashes
 from ecoserve.core.request import Phase, Prediction, Request, Slo
 from ecoserve.core.rl_buckets import rl_bucket
 from ecoserve.engine import SamplingParams
@@ -85,6 +86,9 @@ def default_prediction(max_tokens: int) -> Prediction:
     return Prediction(point=max_tokens, upper=max_tokens, bucket=rl_bucket(max_tokens))
 
 
+PREFIX_BLOCK = 16  # tokens per block of the prompt hashes: the block size of the engines served
+
+
 def from_submit(rid: int, msg: scheduler_pb2.SubmitRequest, limits: Limits) -> LiveRequest:
     """Validate a submission and build its live request; InvalidRequest says what is wrong."""
     prompt = list(msg.prompt_token_ids)
@@ -113,7 +117,8 @@ def from_submit(rid: int, msg: scheduler_pb2.SubmitRequest, limits: Limits) -> L
         raise InvalidRequest("slo targets must be >= 0")
     slo = Slo(msg.slo.ttft_s or limits.default_slo.ttft, msg.slo.tpot_s or limits.default_slo.tpot)
     core = Request(id=rid, arrival=time.time(), prompt_len=len(prompt), max_tokens=max_tokens,
-                   prediction=prediction, slo=slo, priority=msg.priority)
+                   prediction=prediction, slo=slo, priority=msg.priority,
+                   block_hashes=tuple(block_hashes(prompt, PREFIX_BLOCK)))
     params = common_pb2.SamplingParams()
     params.CopyFrom(p)
     return LiveRequest(core, prompt, params, msg.SerializeToString())

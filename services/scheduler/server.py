@@ -44,6 +44,9 @@ log = logging.getLogger("ecoserve.scheduler")
 SERVICE = "ecoserve.v1.Scheduler"
 SHUTDOWN_GRACE_S = 2.0  # longest wait for work in flight at SIGTERM (an iteration, a unary call)
 SHUTTING_DOWN = "the scheduler is shutting down"
+# Engines that start a request on the KV of its cached prefix (plans may start it past position 0).
+# The torch engine keeps no KV between requests, so its workers get no prefix caching.
+PREFIX_CACHING_ENGINES = frozenset({"sim"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,10 @@ class SchedulerConfig:
     result_timeout_s: float = 60.0
     prefix: str = "ecoserve"
     router: str | None = None  # placement across workers (None: the policy's own, as in the simulator)
+    # ecoserve's overload control. Live, a request is refused only if the operator asks for it
+    # (`--overload shed`, the simulator's default): refusing by deadlines computed with a cost
+    # model is an admission policy to choose, not a default to discover under load.
+    overload: str | None = "yield"
 
     @property
     def placement(self) -> str:
@@ -307,7 +314,8 @@ class SchedulerService:
         self._worker_ids += 1
         ledger = RedisLedger.create(self.sync_redis, hello.name, hello.capacity_blocks, hello.block_size,
                                     self.config.prefix)
-        policy = make_policy(self.config.policy, self.cost, PolicyOptions())
+        policy = make_policy(self.config.policy, self.cost, PolicyOptions(overload=self.config.overload))
+        policy.prefix_caching &= hello.engine in PREFIX_CACHING_ENGINES
         session = WorkerSession(self._worker_ids, hello, WorkerScheduler(policy, ledger, self._worker_ids), ledger,
                                 self.live, self._persist, self.config.result_timeout_s, self.stopping, self._assign)
         self.sessions[hello.name] = session

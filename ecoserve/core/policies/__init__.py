@@ -48,6 +48,7 @@ class PolicyOptions:
     watermark: float | None = None
     iteration_target: float = 0.09  # seconds; EcoServe's per-iteration compute budget
     overflow_probability: float | None = None  # EcoServe's KV forecast admission
+    overload: str | None = None  # EcoServe's overload control: "shed", "yield" or "none"
     # The predictor's measured errors, for the KV forecast (None: predictions taken as exact).
     lengths: LengthForecast | None = None
     # Automatic prefix caching; None: each policy's default (on for V1 and ecoserve, as in vLLM
@@ -71,6 +72,8 @@ def make_policy(name: str, cost: CostModel, options: PolicyOptions = PolicyOptio
             config = replace(config, max_num_seqs=options.max_num_seqs)
         if options.overflow_probability is not None:
             config = replace(config, overflow_probability=options.overflow_probability)
+        if options.overload is not None:
+            config = replace(config, overload=options.overload)  # type: ignore[arg-type]
         policy: Policy = EcoServePolicy(cost, config, options.lengths)
     elif name in ("vllm", "vllm-budget", "vllm-sjf"):
         tokens, seqs = vllm_defaults(cost)
