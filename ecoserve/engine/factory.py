@@ -1,4 +1,4 @@
-"""Build a worker's engine by name: `torch` (a model directory) or `sim` (a cost-model name)."""
+"""Build a worker's engine by name: `torch` or `vllm` (a model directory) or `sim` (a cost-model name)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 
 from ecoserve.engine import Engine
 
-ENGINES = ("torch", "sim")
+ENGINES = ("torch", "sim", "vllm")
 
 
 @dataclass(frozen=True, slots=True)
 class EngineSpec:
-    kind: str  # "torch" or "sim"
-    model: str  # torch: checkpoint directory; sim: cost-model name (e.g. llama-2-7b)
-    device: str = "cpu"  # torch only
+    kind: str  # "torch", "sim" or "vllm"
+    model: str  # torch, vllm: checkpoint directory; sim: cost-model name (e.g. llama-2-7b)
+    device: str = "cpu"  # torch, vllm (which must run on the platform its build targets)
     gpu: str = "a100-40gb"  # sim only: the GPU whose memory and speed it stands in for
     block_size: int = 16
     kv_cache_mb: float | None = None  # KV memory budget; None: the engine's default share of free memory
@@ -44,4 +44,13 @@ def make_engine(spec: EngineSpec) -> Engine:
         kv_bytes = int(spec.kv_cache_mb * 2**20) if spec.kv_cache_mb is not None else None
         return TorchEngine(spec.model, device=spec.device, num_blocks=spec.num_blocks, block_size=spec.block_size,
                            kv_cache_bytes=kv_bytes)
+    if spec.kind == "vllm":
+        from ecoserve.engine.vllm.config import VllmEngineConfig
+
+        kv_bytes = int(spec.kv_cache_mb * 2**20) if spec.kv_cache_mb is not None else None
+        config = VllmEngineConfig(spec.model, device=spec.device, block_size=spec.block_size,
+                                  kv_cache_bytes=kv_bytes, num_blocks=spec.num_blocks)  # checked before vLLM loads
+        from ecoserve.engine.vllm.engine import VllmEngine
+
+        return VllmEngine(config)
     raise ValueError(f"unknown engine {spec.kind!r}; choose from {', '.join(ENGINES)}")

@@ -43,13 +43,15 @@ class VllmRealConfig:
     max_num_batched_tokens: int
     max_num_seqs: int
     watermark: float = 0.0
-    # V1's default. Prompts are synthetic and distinct, so the only hits are a preempted request's
-    # own blocks that were not reused before it resumed, as in vLLM.
+    # vLLM's own, V1's default. Each request's prompt is distinct synthetic ids (a trace's hash ids
+    # are not reproduced), so the only hits are a preempted request's own blocks that were not
+    # reused before it resumed, as in vLLM.
     prefix_caching: bool = True
 
 
 def vllm_real_policy(cost: CostModel, options: PolicyOptions) -> VllmRealPolicy:
-    """`vllm-real` with the knobs the `vllm` policy takes, at the same defaults."""
+    """`vllm-real` with the knobs the `vllm` policy takes, at the same defaults. Prefix caching is
+    vLLM's own; EcoServe's ledger only mirrors blocks (the policy's `prefix_caching` stays off)."""
     from ecoserve.core.policies import vllm_defaults
 
     tokens, seqs = vllm_defaults(cost)
@@ -57,6 +59,7 @@ def vllm_real_policy(cost: CostModel, options: PolicyOptions) -> VllmRealPolicy:
         max_num_batched_tokens=options.token_budget or tokens,
         max_num_seqs=options.max_num_seqs or seqs,
         watermark=options.watermark if options.watermark is not None else 0.0,
+        prefix_caching=options.prefix_caching if options.prefix_caching is not None else True,
     ))
 
 
