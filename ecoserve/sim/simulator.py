@@ -13,7 +13,7 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -53,6 +53,7 @@ class SimResult:
     kv_timeline: tuple[np.ndarray, np.ndarray]  # (time, written share of KV) of worker 0
     kv_util_mean: float  # time-weighted written share of KV, averaged over workers
     dropped: int = 0  # trace rows passed over before the run (overlong="drop", set by Experiment)
+    placement_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per decision, wall
 
     @property
     def rejected(self) -> int:
@@ -99,6 +100,7 @@ class Simulator:
         self._plans: dict[int, BatchPlan] = {}
         self.placement = make_placement(config.placement, self.cost, seed)
         self._pending: list[Request] = []  # held by a late-binding placement, on no worker yet
+        self._place_seconds: list[float] = []  # wall time of each placement decision
         self._records: list[RequestRecord] = []
         self._rejected_kv = 0
         self._refused = 0
@@ -211,6 +213,7 @@ class Simulator:
             wall_seconds=time.perf_counter() - wall0,
             sched_seconds=self._sched_seconds,
             kv_timeline=(np.array(self._timeline[0]), np.array(self._timeline[1])),
+            placement_seconds=np.array(self._place_seconds),
             kv_util_mean=float(
                 np.mean([a / t for a, t in zip(self._kv_area, self._kv_time) if t > 0] or [0.0])
             ),
@@ -223,7 +226,9 @@ class Simulator:
         """Bind a new request to a worker now, or hold it in the cell's queue (late binding) and
         let every idle worker see whether it is the one to start it."""
         entry = self._entry_workers()
+        t0 = time.perf_counter()
         index = 0 if len(entry) == 1 else self.placement.arrive(req, [w.sched for w in entry], now)
+        self._place_seconds.append(time.perf_counter() - t0)
         if index is None:
             self._pending.append(req)
             for worker in entry:
@@ -241,7 +246,10 @@ class Simulator:
         sched = worker.sched
         if self._pending and not worker.busy and worker.role != "decode":
             entry = [w.sched for w in self._entry_workers()]
-            for req in self.placement.assign(self._pending, entry, worker.index, now):
+            t0 = time.perf_counter()
+            taken = self.placement.assign(self._pending, entry, worker.index, now)
+            self._place_seconds.append(time.perf_counter() - t0)
+            for req in taken:
                 sched.add_request(req)
         while not worker.busy and sched.has_work():
             t0 = time.perf_counter()
