@@ -1,4 +1,5 @@
-"""Response-length predictor: XGBoost on prompt features, a calibrated reservation, RL buckets.
+"""Response-length predictor: chat features, an XGBoost ranking head, a scale head calibrated
+online per served model (point and reservation), RL buckets.
 
 Public API (imported lazily so that `ecoserve --help` does not load XGBoost):
 RLPredictor, Completion, PredictorError, ErrorModel.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,10 +44,10 @@ class _Track:
     """One served model's recent completions and the prequential errors on them."""
 
     scale: Scale
-    scores: deque[float]
+    scores: deque[float]  # the fit window
     tokens: deque[int]
-    exceeded: deque[bool] = field(default_factory=deque)
-    log_error: deque[float] = field(default_factory=deque)
+    exceeded: deque[bool]  # the drift window
+    log_error: deque[float]
     seen: int = 0
     since_refit: int = 0
     drifts: int = 0
@@ -72,8 +72,8 @@ class OnlineCalibrator:
         with self._lock:
             track = self._tracks.get(served_model)
             if track is None:
-                track = _Track(self.prior, deque(maxlen=c.window), deque(maxlen=c.window))
-                track.exceeded, track.log_error = deque(maxlen=c.drift_window), deque(maxlen=c.drift_window)
+                track = _Track(self.prior, deque(maxlen=c.window), deque(maxlen=c.window),
+                               deque(maxlen=c.drift_window), deque(maxlen=c.drift_window))
                 self._tracks[served_model] = track
             for s, n in zip(np.asarray(scores, dtype=float).tolist(), np.asarray(tokens).tolist()):
                 point, upper = track.scale.apply(np.array([s]))

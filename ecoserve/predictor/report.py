@@ -87,6 +87,21 @@ def _table(s: dict) -> list[str]:
     return lines
 
 
+def _group_table(groups: dict[str, dict], title: str) -> list[str]:
+    return [
+        f"## Per {title}",
+        "",
+        f"| {title} | n | tau | MAE | bucket acc. | under-prediction | unused reserved |",
+        "|---|---|---|---|---|---|---|",
+        *[
+            f"| {name} | {m['n']} | {m['kendall_tau']:.3f} | {m['mae']:.1f} | {m['bucket_accuracy']:.1%} "
+            f"| {m['under_prediction_rate']:.1%} | {m['mean_unused_reserved_tokens']:.1f} |"
+            for name, m in groups.items()
+        ],
+        "",
+    ]
+
+
 def write_report(ev: Evaluation, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     s = ev.summary
@@ -107,16 +122,11 @@ def write_report(ev: Evaluation, out: Path) -> None:
         f"leaves {s['constant_unused_at_same_under_prediction']:.1f} tokens unused on average "
         f"(model: {s['mean_unused_reserved_tokens']:.1f}).",
         "",
-        "## Per source",
+        f"Kendall's tau within each answering model (mean over models with 20 records or more): "
+        f"{s['kendall_tau_within_model']:.3f}.",
         "",
-        "| source | n | tau | MAE | bucket acc. | under-prediction | unused reserved |",
-        "|---|---|---|---|---|---|---|",
-        *[
-            f"| {src} | {m['n']} | {m['kendall_tau']:.3f} | {m['mae']:.1f} | {m['bucket_accuracy']:.1%} "
-            f"| {m['under_prediction_rate']:.1%} | {m['mean_unused_reserved_tokens']:.1f} |"
-            for src, m in s["per_source"].items()
-        ],
-        "",
+        *[line for key, title in (("per_source", "source"), ("per_model", "answering model"))
+          for line in _group_table(s[key], title)],
         *[line for title, f in figs for line in (f"## {title}", "", f"![{title}]({f})", "")],
     ]
     (out / "report.md").write_text("\n".join(md))
