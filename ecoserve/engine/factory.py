@@ -16,13 +16,14 @@ class EngineSpec:
     model: str  # torch, vllm: checkpoint directory; sim: cost-model name (e.g. llama-2-7b)
     device: str = "cpu"  # torch, vllm (which must run on the platform its build targets)
     gpu: str = "a100-40gb"  # sim only: the GPU whose memory and speed it stands in for
-    block_size: int = 16
+    block_size: int | None = None  # tokens per KV block; None: 16, or what vLLM's platform takes
     kv_cache_mb: float | None = None  # KV memory budget; None: the engine's default share of free memory
     num_blocks: int | None = None  # overrides the budget
     time_scale: float = 1.0  # sim only: multiply the cost model's iteration time
 
 
 def make_engine(spec: EngineSpec) -> Engine:
+    block_size = spec.block_size or 16
     if spec.kind == "sim":
         from ecoserve.core.cost_model import CostModel
         from ecoserve.core.hardware import kv_bytes_per_token
@@ -32,24 +33,25 @@ def make_engine(spec: EngineSpec) -> Engine:
         if spec.num_blocks is not None:
             blocks = spec.num_blocks
         elif spec.kv_cache_mb is not None:
-            blocks = int(spec.kv_cache_mb * 2**20 // (kv_bytes_per_token(cost.model) * spec.block_size))
+            blocks = int(spec.kv_cache_mb * 2**20 // (kv_bytes_per_token(cost.model) * block_size))
         else:
-            blocks = cost.kv_capacity_blocks(spec.block_size)
-        return SimEngine(cost, blocks, spec.block_size, spec.time_scale)
+            blocks = cost.kv_capacity_blocks(block_size)
+        return SimEngine(cost, blocks, block_size, spec.time_scale)
     if spec.kind == "torch":
         from ecoserve.engine.torch import TorchEngine
 
         if not Path(spec.model).is_dir():
             raise ValueError(f"torch engine: {spec.model!r} is not a model directory")
         kv_bytes = int(spec.kv_cache_mb * 2**20) if spec.kv_cache_mb is not None else None
-        return TorchEngine(spec.model, device=spec.device, num_blocks=spec.num_blocks, block_size=spec.block_size,
+        return TorchEngine(spec.model, device=spec.device, num_blocks=spec.num_blocks, block_size=block_size,
                            kv_cache_bytes=kv_bytes)
     if spec.kind == "vllm":
-        from ecoserve.engine.vllm.config import VllmEngineConfig
+        from ecoserve.engine.vllm.config import VllmEngineConfig, default_block_size
 
         kv_bytes = int(spec.kv_cache_mb * 2**20) if spec.kv_cache_mb is not None else None
-        config = VllmEngineConfig(spec.model, device=spec.device, block_size=spec.block_size,
-                                  kv_cache_bytes=kv_bytes, num_blocks=spec.num_blocks)  # checked before vLLM loads
+        config = VllmEngineConfig(spec.model, device=spec.device,  # checked before vLLM loads
+                                  block_size=spec.block_size or default_block_size(spec.device),
+                                  kv_cache_bytes=kv_bytes, num_blocks=spec.num_blocks)
         from ecoserve.engine.vllm.engine import VllmEngine
 
         return VllmEngine(config)

@@ -29,6 +29,13 @@ from services.scheduler.timings import IterationTimer
 # Retry-After, as a request it could not take.
 REFUSED = "refused: it could no longer meet its TTFT deadline on this cell (overload); retry"
 
+
+def failed(out: worker_pb2.ItemOutput) -> bool:
+    """The engine could not compute this item's request (its own fault: a token outside the model's
+    vocabulary, more tokens than its context): it reports no token and an "error: ..." finish."""
+    return out.finished and not out.has_token and out.finish_reason.startswith("error")
+
+
 # Stages an iteration's Redis pipeline when called (the ledger as it is then); awaiting sends it.
 Persist = Callable[["WorkerSession", dict[int, list[int]], list[LiveRequest]], Awaitable[None]]
 
@@ -184,7 +191,7 @@ class WorkerSession:
                                 f"iteration {self.iteration}: {len(result.outputs)} outputs for {len(plan.items)} items")
         for out, (core, n) in zip(result.outputs, plan.items, strict=True):
             sampled = core.num_computed + n >= core.num_tokens
-            if out.request_id != core.id or out.has_token != sampled or out.token_id < 0:
+            if out.request_id != core.id or out.has_token != (sampled and not failed(out)) or out.token_id < 0:
                 raise ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
                                     f"iteration {self.iteration}: output for request {out.request_id} does not "
                                     f"match the plan (request {core.id}, sample={sampled})")
@@ -195,16 +202,24 @@ class WorkerSession:
         """WorkerScheduler.update with the sampled tokens; returns (finished, new tokens by id)."""
         tokens: dict[int, list[int]] = {}
         engine_finished: dict[int, str] = {}
+        errors = []
         for out in result.outputs:
             req = self.live.get(out.request_id)
-            if req is None or req.core.phase is Phase.FINISHED or not out.has_token:
+            if req is None or req.core.phase is Phase.FINISHED:
                 continue  # cancelled while the iteration ran
+            if failed(out):  # the engine could not compute this request: it ends, the rest goes on
+                self.abort(out.request_id, "error")
+                req.finish_reason = out.finish_reason
+                errors.append(req)
+                continue
+            if not out.has_token:
+                continue
             req.output.append(out.token_id)
             tokens[out.request_id] = [out.token_id]
             if out.finished:
                 engine_finished[out.request_id] = out.finish_reason or "stop"
         done = self.sched.update(plan, time.time(), frozenset(engine_finished))
-        finished = []
+        finished = errors
         for core in done:
             req = self.live[core.id]
             req.finish_reason = engine_finished.get(core.id, core.finish_reason)

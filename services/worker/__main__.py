@@ -1,4 +1,4 @@
-"""`python -m services.worker --scheduler HOST:PORT --engine sim|torch --model ...`"""
+"""`python -m services.worker --scheduler HOST:PORT --engine sim|torch|vllm --model ...`"""
 
 from __future__ import annotations
 
@@ -20,19 +20,20 @@ def main() -> None:
     ap.add_argument("--scheduler", required=True, help="HOST:PORT of the scheduler")
     ap.add_argument("--name", default=f"{socket.gethostname()}-{os.getpid()}", help="stable worker name")
     ap.add_argument("--engine", choices=ENGINES, default="torch")
-    ap.add_argument("--model", required=True, help="torch: checkpoint directory; sim: cost-model name")
+    ap.add_argument("--model", required=True, help="torch, vllm: checkpoint directory; sim: cost-model name")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--gpu", default="a100-40gb", help="sim: the GPU it stands in for")
-    ap.add_argument("--block-size", type=int, default=16)
+    ap.add_argument("--block-size", type=_positive, help="tokens per KV block [default: 16; vllm on CPU: 32, "
+                                                         "as vLLM's CPU attention needs a multiple of 32]")
     ap.add_argument("--kv-cache-mb", type=float, help="KV memory budget (default: the engine's share of free memory)")
     ap.add_argument("--num-blocks", type=int, help="KV blocks, overriding the memory budget")
     ap.add_argument("--time-scale", type=float, default=1.0, help="sim: scale the cost model's iteration time")
-    ap.add_argument("--threads", type=_positive, help="torch: CPU threads per operation [default: torch's, one per "
-                                                     "core; workers sharing the cores should split them]")
+    ap.add_argument("--threads", type=_positive, help="torch, vllm: CPU threads per operation [default: torch's, "
+                                                     "one per core; workers sharing the cores should split them]")
     apply_env(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {args.name} %(levelname)s %(message)s")
-    if args.threads and args.engine == "torch":
+    if args.threads and args.engine in ("torch", "vllm"):  # before vLLM starts: it forbids changing them after
         import torch
 
         torch.set_num_threads(args.threads)

@@ -46,6 +46,11 @@ class VllmEngineConfig:
             raise ValueError(f"vllm engine: num_blocks must be positive, got {self.num_blocks}")
 
 
+def default_block_size(device: str) -> int:
+    """vLLM's CPU kernels take multiples of 32; on GPUs vLLM's own default is 16, as EcoServe's."""
+    return CPU_BLOCK_MULTIPLE if device == "cpu" else 16
+
+
 def build_vllm_config(config: VllmEngineConfig, scheduler_cls: type) -> Any:
     """vLLM's VllmConfig for `config`, with `scheduler_cls` deciding each step."""
     from vllm.engine.arg_utils import EngineArgs

@@ -1,10 +1,12 @@
 """`VllmEngine`: the worker's step API over vLLM's EngineCore, which runs in this process.
 
-Each `step` checks the batch (all or nothing, before vLLM sees it), brings vLLM's requests up to the
-tokens the items carry, hands the plan to the `PlanScheduler` and runs one `EngineCore.step()`: one
-forward pass of vLLM's model runner over exactly the planned batch. The sampled tokens, with vLLM's
-finish decisions (EOS and stop tokens, max_tokens), are the step's outputs. vLLM samples inside its
-step, so the step's time is all `forward_s`.
+Each `step` checks the batch before vLLM sees it, brings vLLM's requests up to the tokens the items
+carry, hands the plan to the `PlanScheduler` and runs one `EngineCore.step()`: one forward pass of
+vLLM's model runner over exactly the planned batch. An item this model cannot compute (a token id
+outside its vocabulary, a position past its context) ends its own request with "error: ..." and the
+rest of the batch runs; a step that disagrees with what the engine holds is refused whole. The
+sampled tokens, with vLLM's finish decisions (EOS and stop tokens, max_tokens), are the step's
+outputs. vLLM samples inside its step, so the step's time is all `forward_s`.
 """
 
 from __future__ import annotations
@@ -73,14 +75,18 @@ class VllmEngine:
 
     def step(self, items: list[StepItem]) -> tuple[list[StepOutput], StepTiming]:
         started = time.perf_counter()
-        if not items:
-            return [], StepTiming(0.0, 0.0)
-        self._check(items)
-        resend = [str(it.request_id) for it in items if self._advance(it)]
-        self.scheduler.plan(PlannedStep([(str(it.request_id), len(it.token_ids)) for it in items], frozenset(resend)))
-        results, _ = self.core.step()
-        sampled = {out.request_id: out for outs in results.values() for out in outs.outputs}
-        outputs = [self._output(it, sampled.get(str(it.request_id))) for it in items]
+        errors = self._check(items)
+        for rid in errors:
+            self.release(rid)  # whatever it held goes; the scheduler ends it with the error
+        run = [it for it in items if it.request_id not in errors]
+        sampled: dict[str, Any] = {}
+        if run:
+            resend = [str(it.request_id) for it in run if self._advance(it)]
+            self.scheduler.plan(PlannedStep([(str(it.request_id), len(it.token_ids)) for it in run], frozenset(resend)))
+            results, _ = self.core.step()
+            sampled = {out.request_id: out for outs in results.values() for out in outs.outputs}
+        outputs = [StepOutput(it.request_id, None, True, f"error: {errors[it.request_id]}") if it.request_id in errors
+                   else self._output(it, sampled.get(str(it.request_id))) for it in items]
         return outputs, StepTiming(forward_s=time.perf_counter() - started, sample_s=0.0)
 
     def release(self, request_id: int) -> None:
@@ -97,24 +103,31 @@ class VllmEngine:
 
     # --- a step's parts --------------------------------------------------------------------------
 
-    def _check(self, items: list[StepItem]) -> None:
-        """Refuse a batch the scheduler and this engine disagree on, before vLLM sees any of it."""
+    def _check(self, items: list[StepItem]) -> dict[int, str]:
+        """The items this model cannot compute, by request, with why; refuse a batch the scheduler
+        and this engine disagree on (ValueError, PlanRefused) before vLLM sees any of it."""
         if len(items) > self._max_seqs:
             raise ValueError(f"a step of {len(items)} requests; the vllm engine takes at most {self._max_seqs}")
         total = sum(len(it.token_ids) for it in items)
         if total > self._max_tokens:
             raise ValueError(f"a step of {total} tokens; the vllm engine takes at most {self._max_tokens}")
         seen: set[int] = set()
+        errors: dict[int, str] = {}
         need = 0
         for it in items:
-            seq = self._seqs.get(it.request_id)
-            problem = _problem(it, seq, seen, self._vocab, self._max_model_len)
+            problem = _disagreement(it, self._seqs.get(it.request_id), seen)
             if problem:
                 raise ValueError(f"request {it.request_id}: {problem}")
             seen.add(it.request_id)
-            need += _blocks(it.start_pos + len(it.token_ids), self._block_size) - _blocks(it.start_pos, self._block_size)
+            error = _uncomputable(it, self._vocab, self._max_model_len)
+            if error:
+                errors[it.request_id] = error
+                continue
+            bs = self._block_size
+            need += _blocks(it.start_pos + len(it.token_ids), bs) - _blocks(it.start_pos, bs)
         if need > self.num_free_blocks:
             raise PlanRefused(f"the step needs {need} more KV blocks; vLLM's cache has {self.num_free_blocks} free")
+        return errors
 
     def _advance(self, it: StepItem) -> bool:
         """Bring vLLM's request up to the item's tokens. True if the model runner must get its
@@ -157,17 +170,24 @@ def _blocks(tokens: int, block_size: int) -> int:
     return -(-tokens // block_size)
 
 
-def _problem(it: StepItem, seq: _Sequence | None, seen: set[int], vocab: int, max_len: int) -> str | None:
-    """What is wrong with one item, or None."""
+def _uncomputable(it: StepItem, vocab: int, max_len: int) -> str | None:
+    """Why this model cannot compute the item's request, or None: its own fault, not the plan's."""
+    bad = [t for t in it.token_ids if not 0 <= t < vocab]
+    if bad:
+        return f"token id {bad[0]} is outside the model's vocabulary of {vocab}"
+    end = it.start_pos + len(it.token_ids)
+    if end > max_len:
+        return f"{end} tokens do not fit the model's context of {max_len}"
+    return None
+
+
+def _disagreement(it: StepItem, seq: _Sequence | None, seen: set[int]) -> str | None:
+    """How the item contradicts the step or what the engine holds for its request, or None."""
     if it.request_id in seen:
         return "listed twice in one step"
     if not it.token_ids:
         return "no tokens to compute"
-    if any(not 0 <= t < vocab for t in it.token_ids):
-        return f"a token id outside the vocabulary of {vocab}"
     end = it.start_pos + len(it.token_ids)
-    if end > max_len:
-        return f"tokens up to position {end}, beyond the model's {max_len}"
     if seq is None:
         return None if it.start_pos == 0 else f"first seen at position {it.start_pos}, not 0"
     if seq.finished:
