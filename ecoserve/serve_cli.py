@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -26,7 +27,8 @@ import click
 from ecoserve.core.placement import ROUTER_NAMES
 from ecoserve.launch import LIVE_POLICY_NAMES, Interrupted, LocalCell, WorkerArgs, port_taken
 
-ENGINES = ("torch", "sim")  # ecoserve.engine.factory.ENGINES, without importing the engines
+ENGINES = ("torch", "sim", "vllm")  # ecoserve.engine.factory.ENGINES, without importing the engines
+MODEL_ENGINES = ("torch", "vllm")  # engines that run a checkpoint
 PORT = click.IntRange(1, 65535)
 TINY_MODEL_SEED = 0
 TINY_MODEL_NAME = "ecoserve-tiny-llama"  # the model name the gateway serves it under
@@ -43,13 +45,17 @@ def cache_root() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "ecoserve"
 
 
-def tiny_model_stamp() -> str:
-    """A hash of everything the tiny model is made from; a change of any of it builds a new one."""
+def tiny_model_stamp(extra_sources: tuple[str, ...] = ()) -> str:
+    """A hash of everything the tiny model is made from; a change of any of it builds a new one.
+    `extra_sources`: more files under ecoserve/engine that shape it (the vllm variant's)."""
     from ecoserve import engine
 
     digest = hashlib.sha256()
+    engine_dir = Path(engine.__file__).parent
     for name in _TINY_MODEL_SOURCES:
-        digest.update(name.encode() + b"\0" + (Path(engine.__file__).parent / "torch" / name).read_bytes())
+        digest.update(name.encode() + b"\0" + (engine_dir / "torch" / name).read_bytes())
+    for name in extra_sources:
+        digest.update(name.encode() + b"\0" + (engine_dir / name).read_bytes())
     versions = {pkg: _version(pkg) for pkg in ("torch", "tokenizers", "safetensors")}
     digest.update(json.dumps({"seed": TINY_MODEL_SEED, "versions": versions}, sort_keys=True).encode())
     return digest.hexdigest()[:16]
@@ -70,18 +76,29 @@ def tiny_model(cache: Path | None = None) -> Path:
     directory and renamed into place, so a concurrent `up` either finds it complete or builds its
     own copy, and the first rename wins.
     """
-    parent = (cache or cache_root()) / "tiny-llama"
-    stamp = tiny_model_stamp()
+    return _cached_model((cache or cache_root()) / "tiny-llama", tiny_model_stamp(), "torch")
+
+
+def tiny_vllm_model(cache: Path | None = None) -> Path:
+    """The vllm engine's tiny model, as `tiny_model` but with head_dim 64 (vLLM's CPU attention
+    refuses the torch tiny model's 16), under `<cache>/tiny-llama-vllm/<stamp>/`."""
+    return _cached_model((cache or cache_root()) / "tiny-llama-vllm", tiny_model_stamp(("vllm/tiny.py",)), "vllm")
+
+
+def _cached_model(parent: Path, stamp: str, engine: str) -> Path:
+    """`engine`'s tiny model in `parent/stamp`, built there unless it is there complete."""
     final = parent / stamp
     model = final / TINY_MODEL_NAME
     if (final / "STAMP").exists():
         return model
     from ecoserve.engine.torch import LlamaConfig, save_random_model
+    from ecoserve.engine.vllm.tiny import TINY_VLLM
 
+    config = TINY_VLLM if engine == "vllm" else LlamaConfig.tiny()
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{stamp}-", dir=parent))
     try:
-        save_random_model(LlamaConfig.tiny(), staging / TINY_MODEL_NAME, seed=TINY_MODEL_SEED)
+        save_random_model(config, staging / TINY_MODEL_NAME, seed=TINY_MODEL_SEED)
         (staging / "STAMP").write_text(stamp + "\n")
         os.chmod(staging, 0o755)  # mkdtemp makes it private; the model is no secret
         if final.exists() and not (final / "STAMP").exists():  # incomplete (not built here): replace it
@@ -143,9 +160,13 @@ def _not_empty(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def _check_up(ctx: click.Context, engine: str, model: str | None, ports: dict[str, int]) -> None:
-    """What no single option can check: the model for the engine, --device with sim, distinct ports."""
-    if engine == "torch" and model is not None and not (Path(model) / "config.json").is_file():
+    """What no single option can check: the model for the engine, vLLM for vllm, --device with sim,
+    distinct ports."""
+    if engine in MODEL_ENGINES and model is not None and not (Path(model) / "config.json").is_file():
         raise click.BadParameter(f"{model!r} is not a model directory (no config.json)", ctx, param_hint="--model")
+    if engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise click.BadParameter("vLLM is not installed: run scripts/bootstrap-vllm (CPU), or `pip install -e "
+                                 "'.[vllm]'` on a GPU machine", ctx, param_hint="--engine")
     if engine == "sim" and model is not None:
         from ecoserve.core.cost_model import CostModel
 
@@ -154,7 +175,7 @@ def _check_up(ctx: click.Context, engine: str, model: str | None, ports: dict[st
         except (ValueError, KeyError) as exc:
             raise click.BadParameter(str(exc), ctx, param_hint="--model") from None
     if engine == "sim" and ctx.get_parameter_source("device") is not click.core.ParameterSource.DEFAULT:
-        raise click.BadParameter("only the torch engine runs on a device", ctx, param_hint="--device")
+        raise click.BadParameter("only the torch and vllm engines run on a device", ctx, param_hint="--device")
     seen: dict[int, str] = {}
     for flag, number in ports.items():
         if number in seen:
@@ -174,7 +195,7 @@ def _check_ports_free(ports: dict[str, int]) -> None:
 
 @click.command()
 @click.option("--engine", type=click.Choice(ENGINES), default="torch", show_default=True)
-@click.option("--model", help="torch: checkpoint directory [default: a tiny random model]; "
+@click.option("--model", help="torch, vllm: checkpoint directory [default: a tiny random model]; "
                               "sim: cost-model name [default: llama-2-7b]")
 @click.option("--workers", "-n", "num_workers", type=click.IntRange(1, 64), default=2, show_default=True)
 @click.option("--port", type=PORT, default=50052, show_default=True, help="scheduler port")
@@ -194,7 +215,8 @@ def _check_ports_free(ports: dict[str, int]) -> None:
                    "(yield, the scheduler's default), is refused with a retryable 503 (shed), or neither (none)")
 @click.option("--kv-cache-mb", type=click.FloatRange(min=0, min_open=True),
               help="KV memory budget per worker [default: 64 for the tiny model]")
-@click.option("--device", default="cpu", show_default=True, callback=_device, help="torch engine device")
+@click.option("--device", default="cpu", show_default=True, callback=_device,
+              help="torch engine device; vllm: the platform of the installed vLLM build (cpu or cuda)")
 @click.option("--log-dir", type=click.Path(file_okay=False), help="write service logs here instead of the terminal")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), envvar="ECOSERVE_CACHE_DIR",
               help="where the tiny model is built [default: $XDG_CACHE_HOME/ecoserve or ~/.cache/ecoserve]")
@@ -210,12 +232,12 @@ def up(ctx: click.Context, engine: str, model: str | None, num_workers: int, por
     _check_ports_free(ports)
     from ecoserve.ledger import EmbeddedRedis
 
-    if engine == "torch" and model is None:
-        model = str(tiny_model(cache_dir))
+    if engine in MODEL_ENGINES and model is None:
+        model = str(tiny_model(cache_dir) if engine == "torch" else tiny_vllm_model(cache_dir))
         kv_cache_mb = kv_cache_mb or 64
     model = model or "llama-2-7b"
-    extra = ("--device", device) if engine == "torch" else ()
-    if engine == "torch" and device == "cpu":
+    extra = ("--device", device) if engine in MODEL_ENGINES else ()
+    if engine in MODEL_ENGINES and device == "cpu":
         extra += ("--threads", str(cpu_threads_per_worker(num_workers)))
     if kv_cache_mb is not None:
         extra += ("--kv-cache-mb", str(kv_cache_mb))
@@ -239,14 +261,14 @@ def up(ctx: click.Context, engine: str, model: str | None, num_workers: int, por
         cell.start_scheduler()
         for i in range(num_workers):
             cell.start_worker(f"worker-{i}", WorkerArgs(engine, model, extra))
-        gateway = ["--model", model if engine == "torch" else str(tiny_model(cache_dir)), "--scheduler",
+        gateway = ["--model", model if engine in MODEL_ENGINES else str(tiny_model(cache_dir)), "--scheduler",
                    cell.address, "--redis-url", cell.redis_url, "--http-port", str(http_port),
                    "--grpc-port", str(grpc_port), *(["--predictor", predictor] if with_predictor else []),
                    *(["--served-model-name", model] if engine == "sim" else [])]
         if api_keys:  # through the environment, not the command line, which `ps` shows to everyone
             os.environ["ECOSERVE_API_KEY"] = ",".join(api_keys)
         cell.start_service("gateway", gateway)
-        cell.wait_ready(num_workers, timeout=120)
+        cell.wait_ready(num_workers, timeout=300 if engine == "vllm" else 120)  # vLLM takes 20-60 s to start
         if with_predictor:
             cell.wait_serving(predictor, timeout=120)
         cell.wait_serving(f"127.0.0.1:{grpc_port}", timeout=60)
