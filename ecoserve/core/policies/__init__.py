@@ -35,7 +35,7 @@ ECOSERVE_VARIANTS: dict[str, dict[str, object]] = {
     "ecoserve-oracle": {"lengths": "oracle"},
     "ecoserve-no-budget": {"iteration_target": 0.0},
 }
-BASELINES = ("vllm", "vllm-budget", "vllm-sjf", "vllm-v0", "orca")
+BASELINES = ("vllm", "vllm-budget", "vllm-sjf", "vllm-v0", "orca", "vllm-real")
 POLICY_NAMES: tuple[str, ...] = (*ECOSERVE_VARIANTS, *BASELINES, "distserve")
 
 
@@ -93,6 +93,10 @@ def make_policy(name: str, cost: CostModel, options: PolicyOptions = PolicyOptio
                 watermark=options.watermark if options.watermark is not None else 0.01,
             )
         )
+    elif name == "vllm-real":  # vLLM's own V1 Scheduler deciding; imports vLLM only once it schedules
+        from ecoserve.sim.vllm_real import vllm_real_policy
+
+        return vllm_real_policy(cost, options)  # prefix caching is vLLM's own, not the ledger's
     elif name == "orca":
         policy = OrcaPolicy(
             OrcaConfig(
