@@ -58,7 +58,7 @@ def test_up_with_an_unknown_policy_exits_2_at_once() -> None:
     (("--kv-cache-mb", "0"), "--kv-cache-mb"),
     (("--device", "gpu"), "--device"),
     (("--engine", "sim", "--device", "cuda"), "--device"),
-    (("--engine", "vllm"), "--engine"),
+    (("--engine", "vllm", "--model", "/no/such/model"), "--model"),
     (("--engine", "sim", "--model", "gpt-9"), "--model"),
     (("--engine", "sim", "--model", "llama-2-70b"), "--model"),  # no cost model at tp=1
     (("--model", "/no/such/model"), "--model"),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ecoserve.core.policies import ECOSERVE_VARIANTS
 
 ECOSERVE = frozenset(ECOSERVE_VARIANTS)
-V1 = frozenset({"vllm", "vllm-budget", "vllm-sjf"})
+V1 = frozenset({"vllm", "vllm-budget", "vllm-sjf", "vllm-real"})
 VLLM = V1 | {"vllm-v0"}
 TOKEN_BUDGETED = VLLM | {"orca"}  # baselines with max_num_batched_tokens
 TIME_BUDGETED = ECOSERVE | {"vllm-budget"}
@@ -25,8 +25,8 @@ class Scope:
 
 
 POLICY_SCOPES: dict[str, Scope] = {
-    "token_budget": Scope(TOKEN_BUDGETED, "vllm, vllm-budget, vllm-sjf, vllm-v0 and orca"),
-    "watermark": Scope(VLLM, "vllm, vllm-budget, vllm-sjf and vllm-v0"),
+    "token_budget": Scope(TOKEN_BUDGETED, "vllm, vllm-budget, vllm-sjf, vllm-real, vllm-v0 and orca"),
+    "watermark": Scope(VLLM, "vllm, vllm-budget, vllm-sjf, vllm-real and vllm-v0"),
     "max_num_seqs": Scope(COLOCATED, "every policy but distserve"),
     "iteration_target": Scope(TIME_BUDGETED, "the ecoserve policies and vllm-budget"),
     "overflow_probability": Scope(ECOSERVE, "the ecoserve policies"),
