@@ -76,8 +76,8 @@ class VllmRealPolicy(Policy):
 
     def enqueue(self, sched: WorkerScheduler, req: Request) -> None:
         if self._vllm is None:
-            self._vllm, self._hasher = _build_scheduler(self.model, self.config, sched.ledger.capacity,
-                                                        sched.ledger.block_size)
+            self._vllm, self._hasher = build_scheduler(self.model, self.config, sched.ledger.capacity,
+                                                       sched.ledger.block_size)
         sched.waiting.append(req)
         self._requests[str(req.id)] = req
         self._vllm.add_request(_vllm_request(req, self._hasher, self.model.vocab))
@@ -161,9 +161,11 @@ def _vllm_request(req: Request, hasher: Any, vocab: int) -> Any:
     return VllmRequest.from_engine_core_request(core, block_hasher=hasher)
 
 
-def _build_scheduler(model: ModelSpec, config: VllmRealConfig, capacity: int, block_size: int) -> tuple[Any, Any]:
-    """vLLM's V1 Scheduler over `capacity` usable KV blocks (vLLM keeps one more: its null block),
-    and the block hasher its requests need for prefix caching (None without)."""
+def build_scheduler(model: ModelSpec, config: VllmRealConfig, capacity: int, block_size: int,
+                    scheduler_cls: type | None = None) -> tuple[Any, Any]:
+    """vLLM's V1 Scheduler (or a subclass) for `model`'s shape with no model behind it, over
+    `capacity` usable KV blocks (vLLM keeps one more: its null block), and the block hasher its
+    requests need for prefix caching (None without)."""
     from ecoserve.engine.vllm.runtime import load_vllm
 
     load_vllm()
@@ -194,7 +196,7 @@ def _build_scheduler(model: ModelSpec, config: VllmRealConfig, capacity: int, bl
                              dtype=torch.float16)
     kv_config = KVCacheConfig(num_blocks=blocks, kv_cache_tensors=[],
                               kv_cache_groups=[KVCacheGroupSpec(["model.layers.0.self_attn"], spec)])
-    sched = Scheduler(vllm_config=vllm_config, kv_cache_config=kv_config,
+    sched = (scheduler_cls or Scheduler)(vllm_config=vllm_config, kv_cache_config=kv_config,
                       structured_output_manager=StructuredOutputManager(vllm_config),
                       block_size=block_size, hash_block_size=block_size, log_stats=False)
     if not config.prefix_caching:
