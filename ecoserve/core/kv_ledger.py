@@ -221,12 +221,14 @@ class KVLedger:
         return True
 
     def release(self, rid: int) -> int:
-        """Free everything `rid` has. Blocks it lent become their borrowers' own. Returns blocks freed."""
+        """Free everything `rid` has. Blocks it lent become their borrowers' own. Returns the blocks
+        that became free: its own, and cached ones that no request uses now (kept, evictable)."""
         acct = self._accounts.pop(rid, None)
         if acct is None:
             return 0
         self._end_loans(rid, acct)
         self._written -= acct.held - len(acct.shared)
+        evictable = self.prefix.evictable
         for h in acct.shared:
             self.prefix.unref(h)
         transferred = 0
@@ -237,7 +239,7 @@ class KVLedger:
             transferred += blocks
         freed = acct.own - transferred
         self._free += freed
-        return freed
+        return freed + self.prefix.evictable - evictable
 
     def drop_cache(self) -> int:
         """Forget every cached block no request uses (a worker reset); how many were freed."""

@@ -159,13 +159,23 @@ class EcoServePlacement(Placement):
     def arrive(self, req: Request, workers: Sequence[WorkerScheduler], now: float) -> None:
         return None
 
-    def _prefill(self, req: Request, worker: WorkerScheduler) -> float:
-        """Seconds its uncached prompt would take on this worker, run alone."""
-        bs = worker.ledger.block_size
-        cached = worker.ledger.cached_prefix(req.block_hashes[: (req.num_tokens - 1) // bs]) * bs
-        n = req.num_tokens - cached
+    def _prefills(self, req: Request, workers: Sequence[WorkerScheduler]) -> list[float]:
+        """Seconds its uncached prompt would take on each worker, run alone (priced once for
+        each distinct cached length: most workers share one)."""
         assert self.cost is not None
-        return self.cost.iteration_time(1, n, n * n, n * cached, 0, 0)
+        bs = workers[0].ledger.block_size
+        hashes = req.block_hashes[: (req.num_tokens - 1) // bs]
+        by_hit: dict[int, float] = {}
+        seconds: list[float] = []
+        for worker in workers:
+            hit = worker.ledger.cached_prefix(hashes) if hashes else 0
+            t = by_hit.get(hit)
+            if t is None:
+                cached = hit * bs
+                n = req.num_tokens - cached
+                t = by_hit[hit] = self.cost.iteration_time(1, n, n * n, n * cached, 0, 0)
+            seconds.append(t)
+        return seconds
 
     def _backlog(self, worker: WorkerScheduler) -> float:
         """Prefill seconds already queued on a worker, before a new request could start there."""
@@ -186,9 +196,9 @@ class EcoServePlacement(Placement):
         backlog = [self._backlog(w) for w in workers]
         taken: list[Request] = []
         for req in list(pending[: self.window]):
-            here = self._prefill(req, target)
-            elsewhere = min((backlog[i] + self._prefill(req, w) for i, w in enumerate(workers) if i != index),
-                            default=math.inf)
+            prefill = self._prefills(req, workers)
+            here = prefill[index]
+            elsewhere = min((backlog[i] + t for i, t in enumerate(prefill) if i != index), default=math.inf)
             if backlog[index] + here > elsewhere or (taken and backlog[index] + here > self.step):
                 continue
             pending.remove(req)

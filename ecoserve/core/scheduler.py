@@ -84,24 +84,27 @@ class WorkerScheduler:
         left_batch = False
         caching = self.policy.prefix_caching
         bs = self.ledger.block_size
-        for req, n in plan.items:
-            if req.phase is Phase.FINISHED or req.phase is Phase.WAITING_PT:
+        for req, n in plan.items:  # the simulator's innermost loop: attribute reads kept few
+            phase = req.phase
+            if phase is Phase.FINISHED or phase is Phase.WAITING_PT:
                 continue  # aborted or preempted while the iteration ran
-            req.num_computed += n
-            if caching and req.block_hashes:
-                self.ledger.commit(req.id, req.block_hashes, req.num_computed // bs)
-            if req.num_computed < req.num_tokens:
+            before = req.num_computed
+            computed = req.num_computed = before + n
+            hashes = req.block_hashes
+            if caching and hashes and before // bs < len(hashes) and computed // bs > before // bs:
+                self.ledger.commit(req.id, hashes, computed // bs)  # a named prompt block is complete
+            if computed < req.prompt_len + req.generated:
                 continue  # a prefill chunk that did not reach the end of the sequence
-            req.generated += 1
+            generated = req.generated = req.generated + 1
             req.token_times.append(now)
             if req.first_token_time is None:
                 req.first_token_time = now
-            if req.generated >= req.target_len or req.id in stopped:
+            if generated >= req.target_len or req.id in stopped:
                 reason = "stop" if req.id in stopped else "length"
                 self._finish(req, now, reason)
                 finished.append(req)
                 left_batch = True
-            elif req.phase is Phase.PREFILLING:
+            elif phase is Phase.PREFILLING:
                 left_batch |= self.policy.on_prefilled(self, req)
         if left_batch:
             self.running = [r for r in self.running if r.phase in (Phase.RUNNING, Phase.PREFILLING)]
