@@ -141,6 +141,9 @@ def test_finished_requests_go_to_the_completion_log_and_metrics(client: openai.O
     assert 'vllm:num_requests_running{model_name="ecoserve-tiny-llama"}' in samples
     assert 0.0 <= samples['vllm:kv_cache_usage_perc{model_name="ecoserve-tiny-llama"}'] <= 1.0
     assert 'vllm:num_preemptions_total{model_name="ecoserve-tiny-llama"}' in samples
+    # The torch engine reuses no KV, so its prompts are never looked up in a prefix cache.
+    assert samples['ecoserve:prefix_cache_query_blocks_total{model_name="ecoserve-tiny-llama"}'] == 0.0
+    assert samples['ecoserve:prefix_cache_hit_blocks_total{model_name="ecoserve-tiny-llama"}'] == 0.0
     assert any(k.startswith("ecoserve:slo_attainment{") for k in samples)
     assert stack.get("/health")[0] == 200
 

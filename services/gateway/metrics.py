@@ -56,6 +56,15 @@ class SchedulerStats(Collector):
         c = CounterMetricFamily("vllm:num_preemptions", "Preemptions on the connected workers", labels=label[0])
         c.add_metric(label[1], float(sum(w.preemptions for w in s.workers)))
         yield c
+        # vLLM counts its prefix_cache_queries/hits in tokens; the ledger counts blocks.
+        for name, doc, field in (
+            ("ecoserve:prefix_cache_query_blocks", "Prompt blocks looked up in the workers' prefix caches",
+             "prefix_query_blocks"),
+            ("ecoserve:prefix_cache_hit_blocks", "Of them, found cached", "prefix_hit_blocks"),
+        ):
+            c = CounterMetricFamily(name, doc, labels=label[0])
+            c.add_metric(label[1], float(sum(getattr(w, field) for w in s.workers)))
+            yield c
 
 
 class GatewayMetrics:

@@ -33,7 +33,7 @@ from ecoserve.core.policies import PolicyOptions, make_policy
 from ecoserve.core.scheduler import WorkerScheduler
 from ecoserve.ledger import RedisLedger
 from ecoserve.proto import scheduler_pb2, worker_pb2
-from services.scheduler.live import InvalidRequest, Limits, LiveRequest, from_submit
+from services.scheduler.live import PREFIX_BLOCK, InvalidRequest, Limits, LiveRequest, from_submit
 from services.scheduler.protocol import ProtocolError, check_hello, lenient, require
 from services.scheduler.recovery import RedisGuard, redis_lost
 from services.scheduler.session import WorkerSession
@@ -265,6 +265,8 @@ class SchedulerService:
                 capacity_blocks=s.ledger.capacity, used_blocks=s.ledger.used,
                 running=len(s.sched.running), waiting=len(s.sched.waiting) + len(s.sched.gt_queue),
                 iterations=s.iteration, preemptions=s.sched.stats.preemptions, timings=s.timer.to_proto(),
+                cached_blocks=len(s.ledger.prefix), prefix_query_blocks=s.ledger.prefix.queries,
+                prefix_hit_blocks=s.ledger.prefix.hits,
             )
             for s in self.sessions.values()
         ]
@@ -315,7 +317,9 @@ class SchedulerService:
         ledger = RedisLedger.create(self.sync_redis, hello.name, hello.capacity_blocks, hello.block_size,
                                     self.config.prefix)
         policy = make_policy(self.config.policy, self.cost, PolicyOptions(overload=self.config.overload))
-        policy.prefix_caching &= hello.engine in PREFIX_CACHING_ENGINES
+        # Prompts are hashed in PREFIX_BLOCK-token blocks: only an engine that reuses KV in blocks
+        # of that size can share them.
+        policy.prefix_caching &= hello.engine in PREFIX_CACHING_ENGINES and hello.block_size == PREFIX_BLOCK
         session = WorkerSession(self._worker_ids, hello, WorkerScheduler(policy, ledger, self._worker_ids), ledger,
                                 self.live, self._persist, self.config.result_timeout_s, self.stopping, self._assign)
         self.sessions[hello.name] = session

@@ -63,7 +63,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WorkerStats(_message.Message):
-    __slots__ = ("name", "engine", "model", "capacity_blocks", "used_blocks", "running", "waiting", "iterations", "preemptions", "timings")
+    __slots__ = ("name", "engine", "model", "capacity_blocks", "used_blocks", "running", "waiting", "iterations", "preemptions", "timings", "cached_blocks", "prefix_query_blocks", "prefix_hit_blocks")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,9 @@ class WorkerStats(_message.Message):
     ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     PREEMPTIONS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_QUERY_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_HIT_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     engine: str
     model: str
@@ -84,7 +87,10 @@ class WorkerStats(_message.Message):
     iterations: int
     preemptions: int
     timings: IterationTimings
-    def __init__(self, name: _Optional[str] = ..., engine: _Optional[str] = ..., model: _Optional[str] = ..., capacity_blocks: _Optional[int] = ..., used_blocks: _Optional[int] = ..., running: _Optional[int] = ..., waiting: _Optional[int] = ..., iterations: _Optional[int] = ..., preemptions: _Optional[int] = ..., timings: _Optional[_Union[IterationTimings, _Mapping]] = ...) -> None: ...
+    cached_blocks: int
+    prefix_query_blocks: int
+    prefix_hit_blocks: int
+    def __init__(self, name: _Optional[str] = ..., engine: _Optional[str] = ..., model: _Optional[str] = ..., capacity_blocks: _Optional[int] = ..., used_blocks: _Optional[int] = ..., running: _Optional[int] = ..., waiting: _Optional[int] = ..., iterations: _Optional[int] = ..., preemptions: _Optional[int] = ..., timings: _Optional[_Union[IterationTimings, _Mapping]] = ..., cached_blocks: _Optional[int] = ..., prefix_query_blocks: _Optional[int] = ..., prefix_hit_blocks: _Optional[int] = ...) -> None: ...
 
 class IterationTimings(_message.Message):
     __slots__ = ("iterations", "wall_s", "compute_s", "policy_s", "round_trip_s", "persist_s", "window", "round_trip_p50_s", "round_trip_p99_s", "persist_p50_s", "persist_p99_s")
