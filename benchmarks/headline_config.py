@@ -15,6 +15,7 @@ from ecoserve.sim.predictions import PredictorMode
 
 HEADLINE = ("ecoserve", "vllm", "vllm-budget", "vllm-sjf", "vllm-v0", "orca")
 TARGETS = Path(__file__).resolve().parents[1] / "docs" / "targets.md"
+CLUSTER = TARGETS.parent / "results_cluster.md"  # written by benchmarks/cluster.py
 CRITERIA = {"slo": Criterion("slo"), "itl": Criterion("itl")}
 LOADS = (0.5, 0.8, 1.0, 1.5)  # equal-rate table: shares of vllm's slo capacity (1.5: overload)
 OVERLOAD = 1.5

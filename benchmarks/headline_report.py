@@ -7,6 +7,7 @@ from pathlib import Path
 
 from headline_config import (
     BASE,
+    CLUSTER,
     COMPARED,
     CRITERIA,
     CURVE_LOADS,
@@ -389,6 +390,8 @@ def write_report(
         "",
     ]
     if not quick:
+        if CLUSTER.exists():  # benchmarks/cluster.py's tables, run apart (many workers)
+            lines += [CLUSTER.read_text()]
         lines += [TARGETS.read_text()]  # the hand-written reading of these tables
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
