@@ -237,7 +237,7 @@ def up(ctx: click.Context, engine: str, model: str | None, num_workers: int, por
         kv_cache_mb = kv_cache_mb or 64
     model = model or "llama-2-7b"
     extra = ("--device", device) if engine in MODEL_ENGINES else ()
-    if engine in MODEL_ENGINES and device == "cpu":
+    if engine == "torch" and device == "cpu":  # vLLM binds its model runner's threads itself
         extra += ("--threads", str(cpu_threads_per_worker(num_workers)))
     if kv_cache_mb is not None:
         extra += ("--kv-cache-mb", str(kv_cache_mb))

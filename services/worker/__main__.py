@@ -28,12 +28,13 @@ def main() -> None:
     ap.add_argument("--kv-cache-mb", type=float, help="KV memory budget (default: the engine's share of free memory)")
     ap.add_argument("--num-blocks", type=int, help="KV blocks, overriding the memory budget")
     ap.add_argument("--time-scale", type=float, default=1.0, help="sim: scale the cost model's iteration time")
-    ap.add_argument("--threads", type=_positive, help="torch, vllm: CPU threads per operation [default: torch's, "
-                                                     "one per core; workers sharing the cores should split them]")
+    ap.add_argument("--threads", type=_positive, help="torch: CPU threads per operation [default: torch's, one per "
+                                                     "core; workers sharing the cores should split them; vllm binds "
+                                                     "its model runner's threads itself, VLLM_CPU_OMP_THREADS_BIND]")
     apply_env(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker {args.name} %(levelname)s %(message)s")
-    if args.threads and args.engine in ("torch", "vllm"):  # before vLLM starts: it forbids changing them after
+    if args.threads and args.engine == "torch":
         import torch
 
         torch.set_num_threads(args.threads)

